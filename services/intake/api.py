@@ -1,0 +1,327 @@
+"""Intake's HTTP API: dossiers (DESIGN §4)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+from sqlalchemy import or_, select
+
+from services.intake.application import IntakeApplication
+from services.intake.domain import ClosureReason, Conclusion, Project
+from services.intake.projections import dossiers
+from shared.auth import Principal, Role, requires
+from shared.domain import InvalidValue, NotFound
+from shared.http import command_router
+
+FRENCH_REGIONS = (
+    "FR-ARA", "FR-BFC", "FR-BRE", "FR-CVL", "FR-COR", "FR-GES", "FR-HDF", "FR-IDF", "FR-NOR", "FR-NAQ",
+    "FR-OCC", "FR-PDL", "FR-PAC", "FR-971", "FR-972", "FR-973", "FR-974", "FR-976",
+)
+FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
+Cents = Annotated[StrictInt, Field(ge=0, le=10**11)]
+READERS = (Role.intake_officer, Role.funding_officer, Role.funding_approver, Role.followup_officer,
+           Role.auditor, Role.partner)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Promoter(Strict):
+    given_name: str = Field(min_length=1, max_length=100)
+    family_name: str = Field(min_length=1, max_length=100)
+    birth_date: date
+    phone: str = Field(min_length=3, max_length=30, pattern=r"^\+?[0-9 ().-]{3,30}$")
+    email: EmailStr | None = None
+    residence_status: Literal["regular", "irregular", "asylum_seeker", "returned"]
+
+    @field_validator("birth_date")
+    @classmethod
+    def plausible(cls, value: date) -> date:
+        if not date(1900, 1, 1) <= value <= date.today():
+            raise ValueError("birth_date must be between 1900-01-01 and today")
+        return value
+
+
+class SubmitProject(Strict):
+    promoter: Promoter
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of origin")
+    french_region: FrenchRegion = Field(description="ISO 3166-2:FR region where the promoter lives")  # type: ignore[valid-type]
+    sector: str = Field(min_length=1, max_length=60)
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+    requested_amount_cents: Cents
+    own_contribution_cents: Cents
+    planned_jobs: Annotated[StrictInt, Field(ge=0, le=10_000)]
+
+
+class ProjectCreated(BaseModel):
+    id: UUID
+    reference: str
+    status: str
+
+
+class Consent(Strict):
+    purposes: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(min_length=1, max_length=10)
+    partners: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+
+
+class SkillsReview(Strict):
+    summary: str = Field(min_length=1, max_length=5000)
+
+
+class Training(Strict):
+    course: str = Field(min_length=1, max_length=200)
+    hours: Annotated[StrictInt, Field(ge=1, le=2000)]
+    completed_on: date
+
+
+class BudgetLine(Strict):
+    label: str = Field(min_length=1, max_length=200)
+    amount_cents: Cents
+
+
+class BusinessPlan(Strict):
+    budget_lines: list[BudgetLine] = Field(min_length=1, max_length=100)
+    own_contribution_cents: Cents
+    planned_jobs: Annotated[StrictInt, Field(ge=0, le=10_000)]
+
+
+class StudyConclusion(Strict):
+    conclusion: Conclusion
+    summary: str = Field(default="", max_length=5000)
+
+
+class Withdrawal(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Closure(Strict):
+    reason: ClosureReason
+
+
+class ProjectState(BaseModel):
+    id: UUID
+    status: str
+    version: int
+
+
+class ProjectDetail(BaseModel):
+    id: UUID
+    reference: str
+    status: str
+    version: int
+    person_id: UUID
+    promoter: dict[str, Any] | None = Field(None, description="in clear, for intake officers only; null once forgotten")
+    country: str
+    french_region: str
+    sector: str
+    title: str
+    description: str
+    requested_amount_cents: int
+    own_contribution_cents: int
+    planned_jobs: int
+    support_structure_id: str | None
+    local_operator_id: str | None
+    eligibility: dict[str, Any] | None
+    possible_duplicates: list[str]
+    consent: dict[str, list[str]]
+    skills_review: str | None
+    trainings: list[dict[str, Any]]
+    business_plan: dict[str, Any] | None
+    feasibility_conclusion: str | None
+    closure_reason: str | None
+    timeline: list[dict[str, Any]]
+
+
+class ProjectSummary(BaseModel):
+    id: UUID
+    reference: str
+    status: str
+    country: str
+    french_region: str
+    sector: str
+    title: str
+    requested_amount_cents: int
+    support_structure_id: str | None
+    local_operator_id: str | None
+    submitted_at: datetime
+
+
+class ProjectPage(BaseModel):
+    items: list[ProjectSummary]
+    next_cursor: str | None
+
+
+def intake(request: Request) -> IntakeApplication:
+    return request.app.state.runtime.app
+
+
+App = Annotated[IntakeApplication, Depends(intake)]
+
+
+def _state(project: Project) -> ProjectState:
+    return ProjectState(id=project.id, status=project.status, version=project.version)
+
+
+def _visible(project: Project, who: Principal) -> None:
+    """A partner sees only the dossiers assigned to it (others: 404, not to reveal they exist)."""
+    if who.has(Role.partner) and not who.has(*(r for r in Role if r != Role.partner)):
+        if who.partner_id not in (project.support_structure_id, project.local_operator_id):
+            raise NotFound("dossier", project.id)
+
+
+commands = command_router(prefix="/v1", tags=["dossiers"])
+queries = APIRouter(prefix="/v1", tags=["dossiers"])
+
+
+@commands.post("/projects", status_code=201, response_model=ProjectCreated)
+def submit_project(body: SubmitProject, app: App, response: Response,
+                   _: Annotated[Principal, Depends(requires(Role.intake_officer))]) -> ProjectCreated:
+    """Take in a dossier; it is screened for eligibility at once."""
+    if body.country not in app.rules.countries:
+        raise InvalidValue("country", f"{body.country} is not a country of the programme")
+    project = app.submit_project(
+        promoter=body.promoter.model_dump(mode="json"), **body.model_dump(exclude={"promoter"}),
+    )
+    response.headers["Location"] = f"/v1/projects/{project.id}"
+    return ProjectCreated(id=project.id, reference=project.reference, status=project.status)
+
+
+@queries.get("/projects", response_model=ProjectPage)
+def list_projects(request: Request, who: Annotated[Principal, Depends(requires(*READERS))],
+                  status: str | None = None, country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+                  partner_id: str | None = None, cursor: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ProjectPage:
+    """Dossiers, newest last, filtered; follow `next_cursor` for the next page."""
+    query = select(dossiers).order_by(dossiers.c.submitted_at, dossiers.c.id).limit(limit + 1)
+    if status:
+        query = query.where(dossiers.c.status == status)
+    if country:
+        query = query.where(dossiers.c.country == country)
+    if who.has(Role.partner) and not who.has(*(r for r in Role if r != Role.partner)):
+        partner_id = who.partner_id or "-"
+    if partner_id:
+        query = query.where(or_(dossiers.c.support_structure_id == partner_id,
+                                dossiers.c.local_operator_id == partner_id))
+    if cursor:
+        try:
+            at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+            after = datetime.fromisoformat(at)
+        except ValueError:
+            raise InvalidValue("cursor", "not a cursor this API gave") from None
+        query = query.where((dossiers.c.submitted_at > after) |
+                            ((dossiers.c.submitted_at == after) & (dossiers.c.id > last_id)))
+    with request.app.state.runtime.projector.engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    page = [ProjectSummary(**row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = base64.urlsafe_b64encode(f"{last['submitted_at'].isoformat()}|{last['id']}".encode()).decode()
+    return ProjectPage(items=page, next_cursor=next_cursor)
+
+
+@queries.get("/projects/{project_id}", response_model=ProjectDetail)
+def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(requires(*READERS))]) -> ProjectDetail:
+    """A dossier as it is now, with the timeline of its events."""
+    project = app.get_project(project_id)
+    _visible(project, who)
+    return ProjectDetail(
+        id=project.id, reference=project.reference, status=project.status, version=project.version,
+        person_id=project.person_id,
+        promoter=app.promoter(project) if who.has(Role.intake_officer) else None,
+        country=project.country, french_region=project.french_region, sector=project.sector,
+        title=project.title, description=project.description,
+        requested_amount_cents=project.requested_amount_cents,
+        own_contribution_cents=project.own_contribution_cents, planned_jobs=project.planned_jobs,
+        support_structure_id=project.support_structure_id, local_operator_id=project.local_operator_id,
+        eligibility=project.eligibility, possible_duplicates=project.possible_duplicates, consent=project.consent,
+        skills_review=project.skills_review, trainings=project.trainings, business_plan=project.business_plan,
+        feasibility_conclusion=project.feasibility_conclusion, closure_reason=project.closure_reason,
+        timeline=app.timeline(project.id),
+    )
+
+
+Officer = Annotated[Principal, Depends(requires(Role.intake_officer))]
+OfficerOrPartner = Annotated[Principal, Depends(requires(Role.intake_officer, Role.partner))]
+
+
+def _assigned_partner(app: IntakeApplication, project_id: UUID, who: Principal) -> None:
+    _visible(app.get_project(project_id), who)
+
+
+@commands.post("/projects/{project_id}/consent", response_model=ProjectState)
+def record_consent(project_id: UUID, body: Consent, app: App, _: Officer) -> ProjectState:
+    """The promoter's consent to processing (purposes) and to sharing with named partners."""
+    return _state(app.record_consent(project_id, body.purposes, body.partners))
+
+
+@commands.post("/projects/{project_id}/consent/withdrawal", response_model=ProjectState)
+def withdraw_consent(project_id: UUID, body: Consent, app: App, _: Officer) -> ProjectState:
+    return _state(app.withdraw_consent(project_id, body.purposes, body.partners))
+
+
+@commands.post("/projects/{project_id}/skills-review", response_model=ProjectState)
+def complete_skills_review(project_id: UUID, body: SkillsReview, app: App, who: OfficerOrPartner) -> ProjectState:
+    """The support structure's review of the promoter's skills (bilan de compétences)."""
+    _assigned_partner(app, project_id, who)
+    return _state(app.complete_skills_review(project_id, body.summary))
+
+
+@commands.post("/projects/{project_id}/trainings", response_model=ProjectState)
+def record_training(project_id: UUID, body: Training, app: App, who: OfficerOrPartner) -> ProjectState:
+    _assigned_partner(app, project_id, who)
+    return _state(app.record_training(project_id, body.course, body.hours, body.completed_on.isoformat()))
+
+
+@commands.post("/projects/{project_id}/business-plan", response_model=ProjectState)
+def record_business_plan(project_id: UUID, body: BusinessPlan, app: App, who: OfficerOrPartner) -> ProjectState:
+    """The business plan with its budget lines, own contribution and planned jobs."""
+    _assigned_partner(app, project_id, who)
+    return _state(app.record_business_plan(project_id, [line.model_dump() for line in body.budget_lines],
+                                           body.own_contribution_cents, body.planned_jobs))
+
+
+@commands.post("/projects/{project_id}/feasibility-study", response_model=ProjectState)
+def request_feasibility_study(project_id: UUID, app: App, _: Officer) -> ProjectState:
+    """Ask the local operator for the feasibility study (funding awards its grant)."""
+    return _state(app.request_feasibility_study(project_id))
+
+
+@commands.post("/projects/{project_id}/feasibility-study/conclusion", response_model=ProjectState)
+def complete_feasibility_study(project_id: UUID, body: StudyConclusion, app: App, who: OfficerOrPartner) -> ProjectState:
+    """The local operator's conclusion: feasible or not."""
+    _assigned_partner(app, project_id, who)
+    return _state(app.complete_feasibility_study(project_id, body.conclusion, body.summary))
+
+
+@commands.post("/projects/{project_id}/committee", response_model=ProjectState)
+def send_to_committee(project_id: UUID, app: App, _: Officer) -> ProjectState:
+    """Send the dossier to the funding committee."""
+    return _state(app.send_to_committee(project_id))
+
+
+@commands.post("/projects/{project_id}/withdraw", response_model=ProjectState)
+def withdraw(project_id: UUID, body: Withdrawal, app: App, _: Officer) -> ProjectState:
+    return _state(app.withdraw(project_id, body.reason))
+
+
+@commands.post("/projects/{project_id}/close", response_model=ProjectState)
+def close(project_id: UUID, body: Closure, app: App, _: Officer) -> ProjectState:
+    return _state(app.close_project(project_id, body.reason))
+
+
+@commands.delete("/persons/{person_id}", status_code=204)
+def forget_person(person_id: UUID, app: App, _: Annotated[Principal, Depends(requires(Role.admin))]) -> Response:
+    """Erase a person's personal data everywhere (crypto-shredding); amounts and decisions stay."""
+    app.forget_person(person_id)
+    return Response(status_code=204)
+
+
+routers = [commands, queries]

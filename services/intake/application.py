@@ -1,0 +1,141 @@
+"""Intake's application: the commands and queries on dossiers, over its event store."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from services.intake.domain import ClosureReason, Conclusion, Person, Project, RuleSet
+from services.intake.personal_data import PersonalDataVault
+from shared.domain import NotFound
+from shared.settings import Settings
+from shared.store import ServiceApplication
+from shared.telemetry import traced
+
+DEFAULT_RULES = Path(__file__).with_name("default_rules.json")
+
+
+def load_rules(path: Path | None = None) -> RuleSet:
+    return RuleSet.from_dict(json.loads((path or DEFAULT_RULES).read_text()))
+
+
+class IntakeApplication(ServiceApplication):
+    name = "intake"
+
+    def __init__(self, settings: Settings, vault: PersonalDataVault, rules: RuleSet | None = None):
+        super().__init__(settings)
+        self.vault = vault
+        self.rules = rules or load_rules()
+
+    # --- commands -------------------------------------------------------------------
+
+    @traced("intake submit_project")
+    def submit_project(self, promoter: dict[str, Any], country: str, french_region: str, sector: str, title: str,
+                       description: str, requested_amount_cents: int, own_contribution_cents: int,
+                       planned_jobs: int) -> Project:
+        """Take in a dossier, screen it against the rules in force, in one transaction."""
+        person_id = self.vault.person_id(promoter["given_name"], promoter["family_name"], promoter["birth_date"])
+        ciphertext = self.vault.encrypt(person_id, promoter)
+        try:
+            person: Person = self.repository.get(person_id)
+        except AggregateNotFoundError:
+            person = Person(person_id=person_id)
+        others = [str(p.id) for p in self._projects(person.project_ids) if p.counts_as_aid]
+        project = Project(
+            reference=new_reference(), person_id=person_id, promoter_ciphertext=ciphertext, country=country,
+            french_region=french_region, sector=sector, title=title, description=description,
+            requested_amount_cents=requested_amount_cents, own_contribution_cents=own_contribution_cents,
+            planned_jobs=planned_jobs,
+        )
+        person.open_dossier(project.id)
+        project.screen(self.rules, others)
+        self.save(project, person)
+        return project
+
+    def _projects(self, ids: list[str]) -> list[Project]:
+        return [self.repository.get(UUID(i)) for i in ids]
+
+    def _change(self, project_id: UUID, verb: str, **kwargs: Any) -> Project:
+        project = self.get_project(project_id)
+        getattr(project, verb)(**kwargs)
+        self.save(project)
+        return project
+
+    def record_consent(self, project_id: UUID, purposes: list[str], partners: list[str]) -> Project:
+        return self._change(project_id, "record_consent", purposes=purposes, partners=partners)
+
+    def withdraw_consent(self, project_id: UUID, purposes: list[str], partners: list[str]) -> Project:
+        return self._change(project_id, "withdraw_consent", purposes=purposes, partners=partners)
+
+    def record_partners(self, project_id: UUID, support_structure_id: str, local_operator_id: str) -> None:
+        """From the partners service: the dossier's support structure and local operator."""
+        project = self.get_project(project_id)
+        if project.record_partners(support_structure_id, local_operator_id):
+            self.save(project)
+
+    def complete_skills_review(self, project_id: UUID, summary: str) -> Project:
+        return self._change(project_id, "complete_skills_review", summary=summary)
+
+    def record_training(self, project_id: UUID, course: str, hours: int, completed_on: str) -> Project:
+        return self._change(project_id, "record_training", course=course, hours=hours, completed_on=completed_on)
+
+    def record_business_plan(self, project_id: UUID, budget_lines: list[dict[str, Any]], own_contribution_cents: int,
+                             planned_jobs: int) -> Project:
+        return self._change(project_id, "record_business_plan", budget_lines=budget_lines,
+                            own_contribution_cents=own_contribution_cents, planned_jobs=planned_jobs)
+
+    def request_feasibility_study(self, project_id: UUID) -> Project:
+        return self._change(project_id, "request_feasibility_study")
+
+    def complete_feasibility_study(self, project_id: UUID, conclusion: Conclusion, summary: str) -> Project:
+        return self._change(project_id, "complete_feasibility_study", conclusion=conclusion, summary=summary)
+
+    def send_to_committee(self, project_id: UUID) -> Project:
+        return self._change(project_id, "send_to_committee")
+
+    def withdraw(self, project_id: UUID, reason: str) -> Project:
+        return self._change(project_id, "withdraw", reason=reason)
+
+    def close_project(self, project_id: UUID, reason: ClosureReason) -> Project:
+        return self._change(project_id, "close", reason=reason)
+
+    def forget_person(self, person_id: UUID) -> None:
+        """Erase a person's personal data everywhere by deleting their key."""
+        try:
+            person: Person = self.repository.get(person_id)
+        except AggregateNotFoundError:
+            raise NotFound("person", person_id) from None
+        person.forget()
+        self.vault.forget(person_id)
+        self.save(person)
+
+    # --- queries ---------------------------------------------------------------------
+
+    def get_project(self, project_id: UUID) -> Project:
+        try:
+            project = self.repository.get(project_id)
+        except AggregateNotFoundError:
+            raise NotFound("dossier", project_id) from None
+        if not isinstance(project, Project):
+            raise NotFound("dossier", project_id)
+        return project
+
+    def promoter(self, project: Project) -> dict[str, Any] | None:
+        """The promoter's personal data in clear, or None once the person is forgotten."""
+        from services.intake.personal_data import KeyErased
+
+        try:
+            return self.vault.decrypt(project.person_id, project.promoter_ciphertext)
+        except KeyErased:
+            return None
+
+
+def new_reference() -> str:
+    """A reference people can read out on the phone: PAS-<year>-<10 random hex digits>."""
+    return f"PAS-{datetime.now(timezone.utc).year}-{secrets.token_hex(5).upper()}"

@@ -1,0 +1,328 @@
+"""Intake's domain: a promoter's dossier (Project) from submission to the committee.
+
+Pure: no I/O. Each public method is a verb of the programme; it checks the
+rules, then triggers one event whose (private, decorated) method only changes
+state, so replaying old events never re-checks rules that may have changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from shared.domain import InvalidValue, RuleViolated, require
+
+
+class Status(StrEnum):
+    submitted = "submitted"
+    ineligible = "ineligible"
+    eligible = "eligible"
+    assigned = "assigned"
+    preparing = "preparing"
+    feasibility = "feasibility"
+    at_committee = "at_committee"
+    financed = "financed"
+    deferred = "deferred"
+    rejected = "rejected"
+    in_followup = "in_followup"
+    closed = "closed"
+    withdrawn = "withdrawn"
+
+
+FINAL = {Status.closed, Status.withdrawn}
+# A person holds one business-creation aid: dossiers in these states do not count.
+NOT_COUNTING_FOR_DUPLICATES = {Status.ineligible, Status.withdrawn, Status.rejected}
+
+
+class ClosureReason(StrEnum):
+    success = "success"
+    business_failed = "business_failed"
+    abandoned = "abandoned"
+    re_migrated = "re_migrated"
+    funding_ended = "funding_ended"
+    ineligible = "ineligible"
+
+
+class Conclusion(StrEnum):
+    feasible = "feasible"
+    not_feasible = "not_feasible"
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A versioned set of programme rules intake screens with (until funding publishes its own)."""
+
+    version: str
+    countries: frozenset[str]
+    default_ceiling_cents: int
+    ceilings_cents: dict[str, int] = field(default_factory=dict)
+    min_planned_jobs: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuleSet:
+        return cls(
+            version=data["version"],
+            countries=frozenset(data["countries"]),
+            default_ceiling_cents=int(data["default_ceiling_cents"]),
+            ceilings_cents={k: int(v) for k, v in data.get("ceilings_cents", {}).items()},
+            min_planned_jobs=int(data.get("min_planned_jobs", 1)),
+        )
+
+    def ceiling(self, country: str) -> int:
+        return self.ceilings_cents.get(country, self.default_ceiling_cents)
+
+    def assess(self, project: Project, other_open_dossiers: list[str]) -> list[str]:
+        """The reasons the dossier is ineligible under these rules; empty when eligible."""
+        reasons = []
+        if project.country not in self.countries:
+            reasons.append(f"country_not_in_programme: {project.country}")
+        if project.requested_amount_cents > self.ceiling(project.country):
+            reasons.append(
+                f"over_ceiling: {project.requested_amount_cents} > {self.ceiling(project.country)} cents"
+            )
+        if project.requested_amount_cents <= 0:
+            reasons.append("nothing_requested")
+        if project.planned_jobs < self.min_planned_jobs:
+            reasons.append(f"too_few_planned_jobs: {project.planned_jobs} < {self.min_planned_jobs}")
+        if other_open_dossiers:
+            reasons.append(f"duplicate_aid: the person already holds dossier(s) {', '.join(other_open_dossiers)}")
+        return reasons
+
+
+class Project(Aggregate):
+    """A promoter's dossier. Personal data lives only as ciphertext under the person's key."""
+
+    @event("ProjectSubmitted")
+    def __init__(self, reference: str, person_id: UUID, promoter_ciphertext: str, country: str,
+                 french_region: str, sector: str, title: str, description: str,
+                 requested_amount_cents: int, own_contribution_cents: int, planned_jobs: int):
+        self.reference = reference
+        self.person_id = person_id
+        self.promoter_ciphertext = promoter_ciphertext
+        self.country = country
+        self.french_region = french_region
+        self.sector = sector
+        self.title = title
+        self.description = description
+        self.requested_amount_cents = requested_amount_cents
+        self.own_contribution_cents = own_contribution_cents
+        self.planned_jobs = planned_jobs
+        self.status = Status.submitted
+        self.eligibility: dict[str, Any] | None = None
+        self.possible_duplicates: list[str] = []
+        self.consent: dict[str, list[str]] = {"purposes": [], "partners": []}
+        self.support_structure_id: str | None = None
+        self.local_operator_id: str | None = None
+        self.skills_review: str | None = None
+        self.trainings: list[dict[str, Any]] = []
+        self.business_plan: dict[str, Any] | None = None
+        self.feasibility_conclusion: str | None = None
+        self.closure_reason: str | None = None
+
+    # --- screening ---------------------------------------------------------------
+
+    def screen(self, rules: RuleSet, other_open_dossiers: list[str]) -> None:
+        require(self.status == Status.submitted, "screen_once", f"the dossier is already {self.status}")
+        if other_open_dossiers:
+            self._possible_duplicate_flagged(other_project_ids=other_open_dossiers)
+        reasons = rules.assess(self, other_open_dossiers)
+        self._eligibility_assessed(eligible=not reasons, reasons=reasons, rule_version=rules.version)
+
+    @event("PossibleDuplicateFlagged")
+    def _possible_duplicate_flagged(self, other_project_ids: list[str]) -> None:
+        self.possible_duplicates = list(other_project_ids)
+
+    @event("EligibilityAssessed")
+    def _eligibility_assessed(self, eligible: bool, reasons: list[str], rule_version: str) -> None:
+        self.eligibility = {"eligible": eligible, "reasons": list(reasons), "rule_version": rule_version}
+        self.status = Status.eligible if eligible else Status.ineligible
+
+    # --- consent -------------------------------------------------------------------
+
+    def record_consent(self, purposes: list[str], partners: list[str]) -> None:
+        self._require_open()
+        require(bool(purposes), "consent_needs_purposes", "consent names at least one purpose")
+        self._consent_recorded(purposes=sorted(set(purposes)), partners=sorted(set(partners)))
+
+    @event("ConsentRecorded")
+    def _consent_recorded(self, purposes: list[str], partners: list[str]) -> None:
+        self.consent = {
+            "purposes": sorted(set(self.consent["purposes"]) | set(purposes)),
+            "partners": sorted(set(self.consent["partners"]) | set(partners)),
+        }
+
+    def withdraw_consent(self, purposes: list[str], partners: list[str]) -> None:
+        self._require_open()
+        self._consent_withdrawn(purposes=sorted(set(purposes)), partners=sorted(set(partners)))
+
+    @event("ConsentWithdrawn")
+    def _consent_withdrawn(self, purposes: list[str], partners: list[str]) -> None:
+        self.consent = {
+            "purposes": sorted(set(self.consent["purposes"]) - set(purposes)),
+            "partners": sorted(set(self.consent["partners"]) - set(partners)),
+        }
+
+    # --- assignment ----------------------------------------------------------------
+
+    def record_partners(self, support_structure_id: str, local_operator_id: str) -> bool:
+        """Record the partners assigned by the partners service. False when there is nothing to record."""
+        if self.status in FINAL or self.status in (Status.submitted, Status.ineligible):
+            return False
+        if (self.support_structure_id, self.local_operator_id) == (support_structure_id, local_operator_id):
+            return False
+        self._partners_recorded(support_structure_id=support_structure_id, local_operator_id=local_operator_id)
+        return True
+
+    @event("PartnersRecorded")
+    def _partners_recorded(self, support_structure_id: str, local_operator_id: str) -> None:
+        self.support_structure_id = support_structure_id
+        self.local_operator_id = local_operator_id
+        if self.status == Status.eligible:
+            self.status = Status.assigned
+
+    # --- preparation in France -----------------------------------------------------
+
+    def _require_preparing(self, what: str) -> None:
+        require(self.status in (Status.assigned, Status.preparing), "preparation_after_assignment",
+                f"{what} needs a dossier assigned to its partners (it is {self.status})")
+
+    def complete_skills_review(self, summary: str) -> None:
+        self._require_preparing("a skills review")
+        self._skills_review_completed(summary=summary)
+
+    @event("SkillsReviewCompleted")
+    def _skills_review_completed(self, summary: str) -> None:
+        self.skills_review = summary
+        self.status = Status.preparing
+
+    def record_training(self, course: str, hours: int, completed_on: str) -> None:
+        self._require_preparing("a training")
+        self._training_recorded(course=course, hours=hours, completed_on=completed_on)
+
+    @event("TrainingRecorded")
+    def _training_recorded(self, course: str, hours: int, completed_on: str) -> None:
+        self.trainings.append({"course": course, "hours": hours, "completed_on": completed_on})
+        self.status = Status.preparing
+
+    def record_business_plan(self, budget_lines: list[dict[str, Any]], own_contribution_cents: int,
+                             planned_jobs: int) -> None:
+        self._require_preparing("a business plan")
+        require(bool(budget_lines), "business_plan_needs_budget", "a business plan has at least one budget line")
+        if own_contribution_cents < 0 or planned_jobs < 0:
+            raise InvalidValue("own_contribution_cents", "amounts and jobs are not negative")
+        self._business_plan_recorded(budget_lines=budget_lines, own_contribution_cents=own_contribution_cents,
+                                     planned_jobs=planned_jobs)
+
+    @event("BusinessPlanRecorded")
+    def _business_plan_recorded(self, budget_lines: list[dict[str, Any]], own_contribution_cents: int,
+                                planned_jobs: int) -> None:
+        total = sum(int(line["amount_cents"]) for line in budget_lines)
+        self.business_plan = {"budget_lines": budget_lines, "total_cents": total}
+        self.own_contribution_cents = own_contribution_cents
+        self.planned_jobs = planned_jobs
+        self.status = Status.preparing
+
+    # --- feasibility study in the country --------------------------------------------
+
+    def request_feasibility_study(self) -> None:
+        require(self.status == Status.preparing, "feasibility_after_preparation",
+                f"a feasibility study follows preparation (the dossier is {self.status})")
+        require(self.business_plan is not None, "feasibility_needs_business_plan",
+                "record the business plan before requesting the feasibility study")
+        self._feasibility_study_requested(local_operator_id=self.local_operator_id)
+
+    @event("FeasibilityStudyRequested")
+    def _feasibility_study_requested(self, local_operator_id: str | None) -> None:
+        self.status = Status.feasibility
+
+    def complete_feasibility_study(self, conclusion: Conclusion, summary: str) -> None:
+        require(self.status == Status.feasibility, "study_was_requested",
+                f"no feasibility study is under way (the dossier is {self.status})")
+        require(self.feasibility_conclusion is None, "study_concluded_once", "the study already has a conclusion")
+        self._feasibility_study_completed(conclusion=Conclusion(conclusion).value, summary=summary)
+
+    @event("FeasibilityStudyCompleted")
+    def _feasibility_study_completed(self, conclusion: str, summary: str) -> None:
+        self.feasibility_conclusion = conclusion
+
+    # --- committee -------------------------------------------------------------------
+
+    def send_to_committee(self) -> None:
+        require(self.status == Status.feasibility and self.feasibility_conclusion is not None,
+                "committee_after_study", f"the feasibility study must be concluded first (the dossier is {self.status})")
+        require(self.feasibility_conclusion == Conclusion.feasible, "committee_needs_feasible_study",
+                "the feasibility study concluded the project is not feasible")
+        require("funding" in self.consent["purposes"], "committee_needs_consent",
+                "the promoter has not consented to the processing for funding")
+        self._sent_to_committee(requested_amount_cents=self.requested_amount_cents,
+                                own_contribution_cents=self.own_contribution_cents, planned_jobs=self.planned_jobs)
+
+    @event("ProjectSentToCommittee")
+    def _sent_to_committee(self, requested_amount_cents: int, own_contribution_cents: int, planned_jobs: int) -> None:
+        self.status = Status.at_committee
+
+    # --- end of the dossier -----------------------------------------------------------
+
+    def _require_open(self) -> None:
+        require(self.status not in FINAL, "dossier_is_open", f"the dossier is {self.status}")
+
+    def withdraw(self, reason: str) -> None:
+        self._require_open()
+        self._withdrawn(reason=reason, previous_status=self.status.value)
+
+    @event("ProjectWithdrawn")
+    def _withdrawn(self, reason: str, previous_status: str) -> None:
+        self.status = Status.withdrawn
+        self.closure_reason = reason
+
+    def close(self, reason: ClosureReason) -> None:
+        self._require_open()
+        reason = ClosureReason(reason)
+        if reason == ClosureReason.success:
+            require(self.status in (Status.financed, Status.in_followup), "success_needs_financing",
+                    "only a financed dossier closes with success")
+        self._closed(reason=reason.value, previous_status=self.status.value)
+
+    @event("ProjectClosed")
+    def _closed(self, reason: str, previous_status: str) -> None:
+        self.status = Status.closed
+        self.closure_reason = reason
+
+    # --- for duplicate detection -------------------------------------------------------
+
+    @property
+    def counts_as_aid(self) -> bool:
+        return self.status not in NOT_COUNTING_FOR_DUPLICATES
+
+
+class Person(Aggregate):
+    """A promoter, known only by a pseudonymous id; holds the list of their dossiers."""
+
+    @staticmethod
+    def create_id(person_id: UUID) -> UUID:
+        return person_id
+
+    @event("PersonRegistered")
+    def __init__(self, person_id: UUID):
+        self.project_ids: list[str] = []
+        self.forgotten = False
+
+    def open_dossier(self, project_id: UUID) -> None:
+        self._dossier_opened(project_id=str(project_id))
+
+    @event("DossierOpened")
+    def _dossier_opened(self, project_id: str) -> None:
+        self.project_ids.append(project_id)
+
+    def forget(self) -> None:
+        if self.forgotten:
+            raise RuleViolated("forget_once", "this person's data is already erased")
+        self._forgotten()
+
+    @event("PersonForgotten")
+    def _forgotten(self) -> None:
+        self.forgotten = True

@@ -1,0 +1,61 @@
+"""Intake's composition root: builds the application, relay, consumer and projector, serves the API.
+
+    python -m services.intake.main
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.intake import api, consumers, projections
+from services.intake.application import IntakeApplication
+from services.intake.personal_data import PersonalDataVault, load_master_key
+from shared import telemetry
+from shared.consumer import Consumer
+from shared.http import Runtime, create_api
+from shared.projections import Projector, migrate, views_engine
+from shared.relay import Relay
+from shared.settings import Settings
+from shared.topics import event_topic
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def build(settings: Settings | None = None) -> Runtime:
+    settings = settings or Settings(service="intake")
+    engine = views_engine(settings)
+    migrate(engine, MIGRATIONS)
+    vault = PersonalDataVault(engine, projections.person_keys,
+                              load_master_key(settings.master_key_path or settings.keys_dir / "master.key"))
+    app = IntakeApplication(settings, vault)
+    return Runtime(
+        settings=settings,
+        app=app,
+        relay=Relay(app, settings.topic(event_topic("intake")), batch_size=settings.relay_batch_size,
+                    poll_interval=settings.poll_interval),
+        consumers=[Consumer(app, [settings.topic(t) for t in consumers.TOPICS], consumers.handler(app),
+                            max_attempts=settings.consumer_max_attempts)],
+        projector=Projector(app, engine, projections.metadata, projections.PROJECTIONS,
+                            poll_interval=settings.poll_interval),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    runtime = build(settings)
+    return create_api(runtime, api.routers, title="Passerelle intake",
+                      description="Dossiers of migrant promoters: submission, eligibility, preparation, "
+                                  "feasibility study, sending to the funding committee.")
+
+
+def main() -> None:
+    settings = Settings(service="intake")
+    telemetry.setup("intake", settings.trace_exporter, settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port, log_config=None,
+                timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":
+    main()

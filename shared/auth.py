@@ -1,0 +1,142 @@
+"""Bearer JWTs and roles (DESIGN §6).
+
+RS256 tokens. Locally a development key pair under `<data_dir>/keys` (made on
+first use) signs the tokens of `make token`; in production the public key (or
+a JWKS) of the identity provider is configured. Every route declares the roles
+it accepts with `requires(...)`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, HTTPException, Request
+
+from shared.settings import Settings
+
+
+class Role(StrEnum):
+    intake_officer = "intake_officer"
+    funding_officer = "funding_officer"
+    funding_approver = "funding_approver"
+    followup_officer = "followup_officer"
+    partner = "partner"
+    auditor = "auditor"
+    admin = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    roles: frozenset[str]
+    partner_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        if Role.partner in self.roles and self.partner_id:
+            return f"partner:{self.partner_id}"
+        return f"user:{self.sub}"
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+def _dev_key_paths(settings: Settings) -> tuple[Path, Path]:
+    private = settings.jwt_private_key_path or settings.keys_dir / "jwt-dev.pem"
+    public = settings.jwt_public_key_path or settings.keys_dir / "jwt-dev.pub.pem"
+    return private, public
+
+
+def ensure_dev_keys(settings: Settings) -> tuple[Path, Path]:
+    """Make the development key pair once (a file lock guards concurrent first starts)."""
+    private, public = _dev_key_paths(settings)
+    if public.exists() and (private.exists() or settings.jwt_public_key_path):
+        return private, public
+    private.parent.mkdir(parents=True, exist_ok=True)
+    with open(private.parent / ".keys.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (private.exists() and public.exists()):
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            private.write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            private.chmod(0o600)
+            public.write_bytes(key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def issue_token(settings: Settings, role: str, sub: str | None = None, partner_id: str | None = None,
+                ttl_seconds: int = 8 * 3600, roles: list[str] | None = None) -> str:
+    """A token signed with the development key (for `make token`, the demo and tests)."""
+    private, _ = ensure_dev_keys(settings)
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": sub or f"{role}-{uuid.uuid4().hex[:8]}",
+        "roles": roles or [role],
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if partner_id:
+        claims["partner_id"] = partner_id
+    return jwt.encode(claims, private.read_bytes(), algorithm="RS256")
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        _, public = ensure_dev_keys(settings)
+        self.public_key = public.read_bytes()
+
+    def verify(self, token: str) -> Principal:
+        claims = jwt.decode(
+            token, self.public_key, algorithms=["RS256"], audience=self.settings.jwt_audience,
+            issuer=self.settings.jwt_issuer, options={"require": ["exp", "sub", "iss", "aud"]},
+        )
+        roles = claims.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise jwt.InvalidTokenError("roles must be a list of strings")
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), partner_id=claims.get("partner_id"))
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="passerelle"'})
+
+
+def principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("a bearer token is required")
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        found = verifier.verify(token.strip())
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"invalid token: {exc}") from None
+    request.state.principal = found
+    return found
+
+
+def requires(*roles: Role | str):
+    """A dependency: the caller must hold one of `roles` (admin always may)."""
+    allowed = frozenset(str(r) for r in roles) | {Role.admin.value}
+
+    def check(found: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not found.has(*allowed):
+            raise HTTPException(403, f"this needs one of the roles: {', '.join(sorted(allowed))}")
+        return found
+
+    check.roles = sorted(allowed)  # type: ignore[attr-defined]  # read by the architecture test
+    return check

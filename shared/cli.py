@@ -1,0 +1,82 @@
+"""The `passerelle` command line (Typer): tokens, topics, parked records, projections.
+
+    passerelle token --role intake_officer [--sub alice] [--partner <id>]
+    passerelle topics
+    passerelle parked retry --service partners
+    passerelle rebuild --service intake dossiers_v1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import httpx
+import typer
+from rich.console import Console
+
+from shared.auth import Role, issue_token
+from shared.settings import SERVICE_PORTS, Settings
+
+app = typer.Typer(help="Passerelle: tokens, topics, parked records, projections.", no_args_is_help=True)
+parked = typer.Typer(help="Records the consumers could not process.")
+app.add_typer(parked, name="parked")
+console = Console()
+
+
+def _url(service: str) -> str:
+    return os.environ.get(f"PASSERELLE_{service.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[service]}")
+
+
+def _admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(Settings(), Role.admin, sub='cli-admin')}"}
+
+
+@app.command()
+def token(role: Role = typer.Option(..., help="the role the token grants"),
+          sub: str = typer.Option(None, help="user id (default: a new one)"),
+          partner: str = typer.Option(None, help="partner id, for the partner role"),
+          hours: int = typer.Option(8, help="validity")) -> None:
+    """Print a bearer token signed with the local development key."""
+    if role is Role.partner and not partner:
+        raise typer.BadParameter("the partner role needs --partner <partner id>")
+    print(issue_token(Settings(), role, sub=sub, partner_id=partner, ttl_seconds=hours * 3600))
+
+
+@app.command()
+def topics() -> None:
+    """Create the missing Kafka topics, set their retention."""
+    from shared.topics import create_topics
+
+    created = asyncio.run(create_topics(Settings()))
+    console.print(f"topics ready ({', '.join(created) or 'none created'})")
+
+
+@parked.command("list")
+def parked_list(service: str = typer.Option(..., help="intake, partners, ...")) -> None:
+    """List a service's parked records."""
+    response = httpx.get(f"{_url(service)}/v1/admin/parked", headers=_admin_headers(), timeout=30)
+    response.raise_for_status()
+    for record in response.json():
+        console.print(record)
+
+
+@parked.command("retry")
+def parked_retry(service: str = typer.Option(..., help="intake, partners, ...")) -> None:
+    """Process a service's parked records again, in order."""
+    response = httpx.post(f"{_url(service)}/v1/admin/parked/retry", headers=_admin_headers(), timeout=300)
+    response.raise_for_status()
+    console.print(response.json())
+
+
+@app.command()
+def rebuild(projection: str, service: str = typer.Option(..., help="intake, partners, ...")) -> None:
+    """Drop a read model of a running service and rebuild it from its log."""
+    response = httpx.post(f"{_url(service)}/v1/admin/projections/{projection}/rebuild",
+                          headers=_admin_headers(), timeout=600)
+    response.raise_for_status()
+    console.print(response.json())
+
+
+if __name__ == "__main__":
+    app()

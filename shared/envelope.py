@@ -1,0 +1,156 @@
+"""The public contract of every Kafka record: a CloudEvents 1.0 JSON event (DESIGN §3).
+
+The envelope is built from stored data only (the notification, its decoded
+event and the metadata stored with it) and the event's position in its
+service's log, so that publishing it again yields the very same bytes. The leaf
+of the service's Merkle log is the envelope without `leafhash`, in RFC 8785
+canonical JSON: anyone can recompute it from the record on Kafka.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID, uuid5
+
+import rfc8785
+from pydantic import BaseModel, ConfigDict
+
+from shared.store import META, event_metadata
+
+CONTENT_TYPE = "application/cloudevents+json"
+# Namespace of CloudEvent ids: uuid5(namespace, "<service>/<aggregate id>/<version>").
+EVENT_ID_NAMESPACE = UUID("1b7c7e52-2a43-4f5e-9a55-5d1c5b0e9f10")
+_NOT_DATA = {"originator_id", "originator_version", "timestamp", "originator_topic", "class_version", META}
+
+
+def plain(value: Any) -> Any:
+    """A domain value as plain JSON: ids and dates as strings, tuples as lists."""
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return plain(value.value)
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(plain(v) for v in value)
+    if hasattr(value, "model_dump"):
+        return plain(value.model_dump(mode="json"))
+    if hasattr(value, "__dataclass_fields__"):
+        return plain(vars(value))
+    raise TypeError(f"cannot publish a {type(value).__name__}")
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) canonical JSON bytes."""
+    return rfc8785.dumps(value)
+
+
+def leaf_hash(leaf: dict[str, Any]) -> str:
+    """RFC 9162 leaf hash of an envelope without its `leafhash`, lower-case hex."""
+    return hashlib.sha256(b"\x00" + canonical_json(leaf)).hexdigest()
+
+
+def event_type(service: str, domain_event: Any) -> str:
+    version = getattr(type(domain_event), "class_version", 1)
+    return f"passerelle.{service}.{type(domain_event).__name__}.v{version}"
+
+
+def event_data(domain_event: Any) -> dict[str, Any]:
+    return {k: plain(v) for k, v in vars(domain_event).items() if k not in _NOT_DATA}
+
+
+def build_envelope(service: str, domain_event: Any, sequence: int) -> dict[str, Any]:
+    """The CloudEvent of a stored event at position `sequence` of the service's log."""
+    meta = event_metadata(domain_event)
+    subject = str(domain_event.originator_id)
+    leaf: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(uuid5(EVENT_ID_NAMESPACE, f"{service}/{subject}/{domain_event.originator_version}")),
+        "source": f"/passerelle/{service}",
+        "type": event_type(service, domain_event),
+        "subject": subject,
+        "time": rfc3339(domain_event.timestamp),
+        "datacontenttype": "application/json",
+        "data": event_data(domain_event),
+        "sequence": sequence,
+        "aggregateversion": domain_event.originator_version,
+        "actor": meta.get("actor") or f"service:{service}",
+        "correlationid": meta.get("correlationid") or subject,
+        "causationid": meta.get("causationid") or subject,
+        "codeversion": meta.get("codeversion") or "unknown",
+    }
+    leaf["leafhash"] = leaf_hash(leaf)
+    return leaf
+
+
+def encode(envelope: dict[str, Any]) -> bytes:
+    """Record value bytes: canonical JSON, so the bytes are the same on every re-publish."""
+    return canonical_json(envelope)
+
+
+class CloudEvent(BaseModel):
+    """An envelope as read from Kafka by a consumer in another service."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    datacontenttype: str = "application/json"
+    data: dict[str, Any]
+    sequence: int
+    aggregateversion: int
+    actor: str
+    correlationid: str
+    causationid: str
+    leafhash: str
+    codeversion: str = "unknown"
+
+    @classmethod
+    def parse(cls, value: bytes) -> CloudEvent:
+        return cls.model_validate(json.loads(value))
+
+    @property
+    def service(self) -> str:
+        return self.type.split(".")[1]
+
+    @property
+    def name(self) -> str:
+        """The event's name without service nor version: "ProjectSubmitted"."""
+        return self.type.split(".")[2]
+
+    @property
+    def version(self) -> int:
+        return int(self.type.rsplit(".v", 1)[1])
+
+
+
+def verify_record(value: bytes) -> bool:
+    """True when a record's `leafhash` is the hash of the rest of its envelope."""
+    envelope = json.loads(value)
+    claimed = envelope.pop("leafhash", None)
+    return claimed == leaf_hash(envelope)

@@ -1,0 +1,283 @@
+"""The HTTP edge every service shares: the FastAPI app, its lifespan, health, idempotency.
+
+`create_api` builds a service's FastAPI app around its `Runtime` (the
+application, relay, consumers and projector wired by `main.py`) and runs them
+for as long as the app runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from opentelemetry import propagate
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import problems
+from shared.auth import Principal, TokenVerifier, principal
+from shared.consumer import Consumer
+from shared.projections import Projector
+from shared.relay import Relay
+from shared.settings import Settings
+from shared.store import CommandContext, ServiceApplication, _context, _idempotency, _Idempotency
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a service runs, wired once in its `main.py`."""
+
+    settings: Settings
+    app: ServiceApplication
+    relay: Relay | None = None
+    consumers: list[Consumer] = field(default_factory=list)
+    projector: Projector | None = None
+    # Extra periodic jobs: (seconds, blocking function run in a thread).
+    periodic: list[tuple[float, Callable[[], Any]]] = field(default_factory=list)
+    stop: asyncio.Event | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.stop = asyncio.Event()
+        if self.projector:
+            await asyncio.to_thread(self.projector.catch_up)
+            self.projector.start()
+        if self.relay:
+            self.tasks.append(asyncio.create_task(self.relay.run(self.stop), name="relay"))
+        for consumer in self.consumers:
+            self.tasks.append(asyncio.create_task(consumer.run(self.stop), name=f"consumer {consumer.topics}"))
+        for seconds, job in self.periodic:
+            self.tasks.append(asyncio.create_task(self._every(seconds, job), name=f"every {seconds}s"))
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        assert self.stop is not None
+        while not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), seconds)
+            if self.stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(job)
+            except Exception:
+                log.exception("periodic job failed")
+
+    async def close(self) -> None:
+        if self.stop:
+            self.stop.set()
+        for task in self.tasks:
+            try:
+                await asyncio.wait_for(task, 15)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:
+                log.exception("task %s ended with an error", task.get_name())
+        if self.projector:
+            self.projector.stop()
+        self.app.close()
+
+
+class BodyLimit:
+    """Refuse request bodies larger than `max_bytes` with 413, before anything reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.problem(413, f"the body must not exceed {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# --- commands: who acts, and Idempotency-Key -----------------------------------
+
+async def command_context(request: Request, who: Annotated[Principal, Depends(principal)]) -> CommandContext:
+    """Sets who is acting (and the trace) for the events the request will save.
+
+    With an `Idempotency-Key`, a request already answered is answered again from
+    the store and writes nothing (`Replayed`); the same key with another body is 422.
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    key = request.headers.get("idempotency-key")
+    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id}",
+                             traceparent=carrier.get("traceparent"))
+    _context.set(context)  # the sync endpoint runs in a thread with a copy of this context
+    if key is not None and request.method == "POST":
+        if not 1 <= len(key) <= 200:
+            raise problems.HTTPException(422, "Idempotency-Key must be 1 to 200 characters")
+        body = await request.body()
+        fingerprint = hashlib.sha256(
+            request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+        ).hexdigest()
+        scoped = f"{who.sub}:{key}"
+        app: ServiceApplication = request.app.state.runtime.app
+        found = await run_in_threadpool(app.find_idempotency, scoped)
+        if found is not None:
+            stored_fingerprint, aggregate_id, response = found
+            if stored_fingerprint != fingerprint:
+                raise problems.HTTPException(422, "this Idempotency-Key was already used for another request")
+            if response is not None:
+                stored = json.loads(response)
+                raise problems.Replayed(stored["status"], stored["body"])
+            raise problems.Replayed(200, {"id": aggregate_id})
+        state = _Idempotency(scoped, fingerprint)
+        _idempotency.set(state)
+        request.state.idempotency = state
+    return context
+
+
+class CommandRoute(APIRoute):
+    """Stores the answer of a command sent with an Idempotency-Key, for its replays."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            response = await handler(request)
+            state: _Idempotency | None = getattr(request.state, "idempotency", None)
+            if state is not None and state.recorded and 200 <= response.status_code < 300:
+                body = json.loads(response.body) if response.body else None
+                app: ServiceApplication = request.app.state.runtime.app
+                await run_in_threadpool(app.complete_idempotency, state.key,
+                                        {"status": response.status_code, "body": body})
+            return response
+
+        return handle
+
+
+def command_router(**kwargs: Any) -> APIRouter:
+    """A router whose routes act as the caller (audit metadata) and honour Idempotency-Key."""
+    return APIRouter(route_class=CommandRoute, dependencies=[Depends(command_context)], **kwargs)
+
+
+def operations_router() -> APIRouter:
+    """Parked records (the dead-letter side of the consumers) and projection rebuilds, for admins."""
+    from shared.auth import Role, requires
+
+    router = APIRouter(prefix="/v1/admin", tags=["operations"])
+
+    @router.get("/parked")
+    def parked(request: Request, _: Annotated[Principal, Depends(requires(Role.admin))]) -> list[dict[str, Any]]:
+        """Records a consumer could not process, waiting for a retry."""
+        app: ServiceApplication = request.app.state.runtime.app
+        return [
+            {"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": r.key, "error": r.error}
+            for r in app.parked_records()
+        ]
+
+    @router.post("/parked/retry")
+    async def retry(request: Request, _: Annotated[Principal, Depends(requires(Role.admin))]) -> dict[str, int]:
+        """Process the parked records again, in order within each aggregate."""
+        totals = {"retried": 0, "still_parked": 0}
+        for consumer in request.app.state.runtime.consumers:
+            for k, v in (await consumer.retry_parked()).items():
+                totals[k] += v
+        return totals
+
+    @router.post("/projections/{name}/rebuild")
+    async def rebuild(name: str, request: Request, _: Annotated[Principal, Depends(requires(Role.admin))]) -> dict[str, Any]:
+        """Drop a read model and replay the whole log into it."""
+        projector: Projector | None = request.app.state.runtime.projector
+        if projector is None or name not in projector.projections:
+            raise problems.HTTPException(404, f"no projection named {name}")
+        applied = await asyncio.to_thread(projector.rebuild, name)
+        return {"projection": name, "events_applied": applied}
+
+    return router
+
+
+# --- the app -------------------------------------------------------------------
+
+def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, description: str) -> FastAPI:
+    settings = runtime.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    api = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
+                  responses={422: {"description": "Invalid request (application/problem+json)"}})
+    api.state.runtime = runtime
+    api.state.verifier = TokenVerifier(settings)
+    problems.install(api)
+    for router in routers:
+        api.include_router(router)
+    api.include_router(operations_router())
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Alive."""
+        return {"status": "ok", "service": settings.service}
+
+    @api.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        """Ready: the store answers, Kafka is connected, the consumers' lag is under the bound."""
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(asyncio.to_thread(runtime.app.recorder.max_notification_id), 5)
+            checks["store"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["store"] = f"unreachable: {type(exc).__name__}"
+        if runtime.relay:
+            checks["relay"] = "ok" if runtime.relay.active else "not connected"
+            checks["relay_lag"] = await asyncio.to_thread(runtime.relay.lag)
+        for consumer in runtime.consumers:
+            checks[f"consumer {','.join(consumer.topics)}"] = "ok" if consumer.running else "not connected"
+            checks[f"consumer_lag {','.join(consumer.topics)}"] = consumer.lag
+        ready = checks["store"] == "ok" and all(v == "ok" for k, v in checks.items() if k.startswith(("relay", "consumer ")) and not k.endswith("lag"))
+        ready = ready and all(c.lag <= settings.ready_max_lag for c in runtime.consumers)
+        return Response(json.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503,
+                        media_type="application/json")
+
+    api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                       allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
+    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz")
+    return api

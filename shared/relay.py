@@ -1,0 +1,199 @@
+"""The relay: a service's event store to its Kafka topic (DESIGN §2).
+
+The store is the outbox. The relay reads the library's notification log after
+its last published position, publishes each event as a CloudEvent keyed by its
+aggregate id with an idempotent producer (acks=all), and records the position
+only once the broker has acknowledged the whole batch. A crash re-publishes the
+unacknowledged tail (same bytes, same CloudEvent id), never skips.
+
+One relay is active per service: on PostgreSQL it holds an advisory lock, on
+SQLite a file lock. It is woken by every save in its own process, by the
+store's LISTEN/NOTIFY channel on PostgreSQL, and otherwise polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from eventsourcing.persistence import Tracking
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from shared.envelope import CONTENT_TYPE, build_envelope, encode
+from shared.store import ServiceApplication, event_metadata
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("passerelle.relay")
+
+
+def producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
+    """The idempotent producer every publisher uses: acks=all, one batch in flight per partition."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 2,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 30_000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+class Relay:
+    def __init__(self, app: ServiceApplication, topic: str, *, batch_size: int = 500, poll_interval: float = 0.5):
+        self.app = app
+        self.service = app.name
+        self.topic = topic
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.tracking_name = f"relay:{topic}"
+        self.position = 0
+        self.sequence = 0
+        self.published = 0
+        self.active = False
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- waking -------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Thread-safe: called after every save in this process."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _wait(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        self._wake.clear()
+
+    # --- leadership ---------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self, stop: asyncio.Event):
+        """Hold the service's relay lock while the block runs; wait for it while another relay holds it."""
+        if self.app.settings.persistence == "postgres":
+            import psycopg
+
+            s = self.app.settings
+            conn = await psycopg.AsyncConnection.connect(
+                host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
+                password=s.postgres_password, dbname=s.database_name, autocommit=True,
+            )
+            try:
+                while not stop.is_set():
+                    row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"relay:{self.service}",))).fetchone()
+                    if row and row[0]:
+                        break
+                    await asyncio.sleep(1.0)
+                await conn.execute(f"LISTEN {self.app.recorder.channel_name}")
+                listener = asyncio.create_task(self._listen(conn))
+                try:
+                    yield
+                finally:
+                    listener.cancel()
+                    with contextlib.suppress(BaseException):
+                        await listener
+            finally:
+                await conn.close()  # closing the session releases the advisory lock
+        else:
+            path = self.app.settings.data_dir / f"{self.service}.relay.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w") as handle:
+                while not stop.is_set():
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(1.0)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    async def _listen(self, conn: Any) -> None:
+        async for _ in conn.notifies():
+            self._wake.set()
+
+    # --- publishing ---------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set. Restarts after broker or store errors."""
+        self._loop = asyncio.get_running_loop()
+        self.app.on_save(self.wake)
+        while not stop.is_set():
+            try:
+                async with self._leadership(stop):
+                    if stop.is_set():
+                        return
+                    kafka = producer(self.app.settings.kafka_bootstrap_servers)
+                    try:
+                        await kafka.start()
+                        self.active = True
+                        await self._relay(kafka, stop)
+                    finally:
+                        self.active = False
+                        await kafka.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay of %s failed; restarting in 1 s", self.topic)
+                await asyncio.sleep(1.0)
+
+    async def _relay(self, kafka: AIOKafkaProducer, stop: asyncio.Event) -> None:
+        self.position = await asyncio.to_thread(self.app.tracking_position, self.tracking_name) or 0
+        self.sequence = await asyncio.to_thread(self.app.recorder.count_notifications, self.position)
+        log.info("relay of %s starts after notification %d (sequence %d)", self.topic, self.position, self.sequence)
+        while not stop.is_set():
+            if not await self.publish_batch(kafka):
+                await self._wait()
+
+    async def publish_batch(self, kafka: AIOKafkaProducer) -> int:
+        """Publish the next batch and record its position; returns how many were published."""
+        notifications = await asyncio.to_thread(
+            self.app.recorder.select_notifications, self.position, self.batch_size, None, (), inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        records = await asyncio.to_thread(self._records, notifications)
+        acks = []
+        for key, value, headers, span in records:
+            acks.append(await kafka.send(self.topic, value=value, key=key, headers=headers))
+            span.end()
+        await asyncio.gather(*acks)  # every record acknowledged by all in-sync replicas
+        last = notifications[-1].id
+        await asyncio.to_thread(self.app.record_tracking, Tracking(self.tracking_name, last))
+        self.position = last
+        self.sequence += len(notifications)
+        self.published += len(notifications)
+        return len(notifications)
+
+    def _records(self, notifications: list[Any]) -> list[tuple[bytes, bytes, list[tuple[str, bytes]], Any]]:
+        records = []
+        for offset, notification in enumerate(notifications):
+            domain_event = self.app.mapper.to_domain_event(notification)
+            envelope = build_envelope(self.service, domain_event, self.sequence + offset)
+            meta = event_metadata(domain_event)
+            # The publish span continues the trace of the request that saved the event.
+            parent = propagate.extract({"traceparent": meta["traceparent"]}) if meta.get("traceparent") else None
+            span = tracer.start_span(
+                f"{self.topic} publish", context=parent, kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": self.topic,
+                            "messaging.message.id": envelope["id"], "cloudevents.event_type": envelope["type"]},
+            )
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier, context=trace.set_span_in_context(span))
+            headers = [("content-type", CONTENT_TYPE.encode())]
+            headers += [(k, v.encode()) for k, v in carrier.items()]
+            records.append((envelope["subject"].encode(), encode(envelope), headers, span))
+        return records
+
+    def lag(self) -> int:
+        latest = self.app.recorder.max_notification_id() or 0
+        return max(0, latest - self.position) if self.active else latest

@@ -1,0 +1,119 @@
+"""Settings, read from the environment: never chosen by code.
+
+Defaults are those of `make run` (SQLite files under var/, Kafka on
+127.0.0.1:9092). Every address, database URL and key path can be overridden
+with a `PASSERELLE_*` variable; the Kafka address with the conventional
+`KAFKA_BOOTSTRAP_SERVERS`, PostgreSQL with libpq's `POSTGRES_*` names.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SERVICE_PORTS = {"intake": 8001, "partners": 8002, "funding": 8003, "followup": 8004, "audit": 8005}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PASSERELLE_", extra="ignore")
+
+    service: str = "intake"
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: the service's fixed port (SERVICE_PORTS)
+    data_dir: Path = REPO_ROOT / "var"
+
+    # "sqlite" (embedded default, one file per service) or "postgres".
+    persistence: str = "sqlite"
+    postgres_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PASSERELLE_POSTGRES_HOST", "POSTGRES_HOST"))
+    postgres_port: int = Field(5432, validation_alias=AliasChoices("PASSERELLE_POSTGRES_PORT", "POSTGRES_PORT"))
+    postgres_user: str = Field("passerelle", validation_alias=AliasChoices("PASSERELLE_POSTGRES_USER", "POSTGRES_USER"))
+    postgres_password: str = Field(
+        "passerelle", validation_alias=AliasChoices("PASSERELLE_POSTGRES_PASSWORD", "POSTGRES_PASSWORD")
+    )
+    # Empty: passerelle_<service>.
+    postgres_dbname: str = ""
+    postgres_pool_size: int = 10
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("PASSERELLE_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    topic_prefix: str = ""
+    # The relay publishes at most this many events per broker round trip.
+    relay_batch_size: int = 500
+    # Fallback polling when nothing wakes the relay or a projector (seconds).
+    poll_interval: float = 0.5
+    consumer_max_attempts: int = 3
+    # /readyz answers 503 above this consumer lag (records).
+    ready_max_lag: int = 10_000
+
+    # JWT: RS256. The development key pair lives under var/keys and is made on first use.
+    jwt_private_key_path: Path | None = None
+    jwt_public_key_path: Path | None = None
+    jwt_issuer: str = "passerelle-dev"
+    jwt_audience: str = "passerelle"
+    # Master key wrapping the per-person data keys (base64, 32 bytes); made under var/keys when empty.
+    master_key_path: Path | None = None
+
+    cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    # Where traces go: "none", "console" or an OTLP endpoint is left for deployment.
+    trace_exporter: str = "none"
+
+    @property
+    def http_port(self) -> int:
+        return self.port or SERVICE_PORTS.get(self.service, 8000)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @cached_property
+    def database_name(self) -> str:
+        return self.postgres_dbname or f"passerelle_{self.service}"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing library's own environment for this service's store."""
+        if self.persistence == "postgres":
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": self.database_name,
+                "POSTGRES_HOST": self.postgres_host,
+                "POSTGRES_PORT": str(self.postgres_port),
+                "POSTGRES_USER": self.postgres_user,
+                "POSTGRES_PASSWORD": self.postgres_password,
+                "POSTGRES_POOL_SIZE": str(self.postgres_pool_size),
+                "POSTGRES_MAX_OVERFLOW": str(self.postgres_pool_size),
+                # Writers queue on the table lock; give them time rather than fail.
+                "POSTGRES_LOCK_TIMEOUT": "10",
+                "POSTGRES_CONNECT_TIMEOUT": "10",
+                # Never "y": the db-function path silently drops tracking records.
+                "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            }
+        if self.persistence == "sqlite":
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.data_dir / f"{self.service}.events.db"),
+                "SQLITE_LOCK_TIMEOUT": "10",
+            }
+        raise ValueError(f"unknown persistence {self.persistence!r}: use 'sqlite' or 'postgres'")
+
+    def views_url(self) -> str:
+        """SQLAlchemy URL of the read models: the service's own database."""
+        if self.persistence == "postgres":
+            return (
+                f"postgresql+psycopg://{self.postgres_user}:{self.postgres_password}"
+                f"@{self.postgres_host}:{self.postgres_port}/{self.database_name}"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / f'{self.service}.views.db'}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,386 @@
+"""A service's event store: the eventsourcing library's Application, recorders and mapper.
+
+What Passerelle adds to the library, and why:
+
+- Every stored event carries `_meta` (actor, correlation, causation, W3C
+  traceparent, code version) taken from the command context, so that the
+  CloudEvent published later is built from stored data only and an auditor
+  can tell who caused what under which code (`MetadataMapper`).
+- The recorder is the library's *process* recorder: a consumer's tracking
+  record (upstream topic:partition, offset) commits in the same transaction as
+  the events the record caused (`processing`).
+- `Idempotency-Key` rows are written by the recorder in that same transaction,
+  so a replayed request can never write twice (`idempotent`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteProcessRecorder
+from eventsourcing.utils import get_topic
+
+from shared.settings import Settings
+
+META = "_meta"
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who and what caused the events about to be saved."""
+
+    actor: str = "service:unknown"
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+
+
+@dataclass
+class _Processing:
+    tracking: Tracking | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    recorded: bool = False
+
+
+@dataclass
+class _Idempotency:
+    key: str
+    fingerprint: str
+    recorded: bool = False
+    aggregate_id: str | None = None
+
+
+_context: contextvars.ContextVar[CommandContext] = contextvars.ContextVar("command_context", default=CommandContext())
+_processing: contextvars.ContextVar[_Processing | None] = contextvars.ContextVar("processing", default=None)
+_idempotency: contextvars.ContextVar[_Idempotency | None] = contextvars.ContextVar("idempotency", default=None)
+
+
+@contextmanager
+def acting(context: CommandContext) -> Iterator[None]:
+    """Events saved inside the block carry `context` in their metadata."""
+    token = _context.set(context)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> CommandContext:
+    return _context.get()
+
+
+@contextmanager
+def processing(tracking: Tracking | None, **extra: Any) -> Iterator[_Processing]:
+    """The single save inside the block records `tracking` (and `extra` side rows) in its transaction."""
+    state = _Processing(tracking, extra)
+    token = _processing.set(state)
+    try:
+        yield state
+    finally:
+        _processing.reset(token)
+
+
+@contextmanager
+def idempotent(key: str, fingerprint: str) -> Iterator[_Idempotency]:
+    """The save inside the block records the idempotency key in the same transaction."""
+    state = _Idempotency(key, fingerprint)
+    token = _idempotency.set(state)
+    try:
+        yield state
+    finally:
+        _idempotency.reset(token)
+
+
+@cache
+def code_version() -> str:
+    """The package version and git commit, recorded with every event."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("passerelle")
+    except PackageNotFoundError:  # pragma: no cover
+        package = "0"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, cwd=__file__.rsplit("/", 2)[0],
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{package}+{commit}" if commit else package
+
+
+class MetadataMapper(Mapper):
+    """The library's mapper, plus the command context stored with each event."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        topic = get_topic(domain_event.__class__)
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        if META not in state:  # a stored event keeps its first metadata (snapshots, re-saves)
+            ctx = _context.get()
+            state[META] = {
+                "actor": ctx.actor,
+                "correlationid": ctx.correlation_id or str(originator_id),
+                "causationid": ctx.causation_id,
+                "traceparent": ctx.traceparent,
+                "codeversion": code_version(),
+            }
+        stored_state = self.transcoder.encode(state)
+        if self.compressor:
+            stored_state = self.compressor.compress(stored_state)
+        if self.cipher:
+            stored_state = self.cipher.encrypt(stored_state)
+        return StoredEvent(originator_id, originator_version, topic, stored_state)
+
+
+def event_metadata(domain_event: Any) -> dict[str, Any]:
+    return dict(vars(domain_event).get(META) or {})
+
+
+# --- recorders: the library's process recorders, plus side tables written in the same transaction ---
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """An upstream Kafka record a consumer could not process, kept for a later retry."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    error: str
+    status: str = "parked"
+
+
+class _SideTables:
+    """SQL shared by both recorders: idempotency keys, parked records, log positions.
+
+    Rows are written by `_insert_events`, inside the library's own transaction, from
+    keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`.
+    """
+
+    ph = "?"
+    events_table_name: str
+    prefix = ""
+
+    @property
+    def idempotency_table(self) -> str:
+        return f"{self.prefix}idempotency"
+
+    @property
+    def parked_table(self) -> str:
+        return f"{self.prefix}parked"
+
+    def side_table_statements(self) -> list[str]:
+        blob = "BYTEA" if self.ph == "%s" else "BLOB"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.idempotency_table} ("
+            " key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, aggregate_id TEXT, response TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {self.parked_table} ("
+            " topic TEXT NOT NULL, part INTEGER NOT NULL, record_offset BIGINT NOT NULL, record_key TEXT NOT NULL,"
+            f" value {blob} NOT NULL, headers TEXT NOT NULL, error TEXT NOT NULL, status TEXT NOT NULL,"
+            " PRIMARY KEY (topic, part, record_offset))",
+        ]
+
+    def _write_side_rows(self, curs: Any, kwargs: dict[str, Any]) -> None:
+        p = self.ph
+        record: _Idempotency | None = kwargs.get("idempotency")
+        if record is not None:
+            curs.execute(
+                f"INSERT INTO {self.idempotency_table} (key, fingerprint, aggregate_id) VALUES ({p}, {p}, {p})",
+                (record.key, record.fingerprint, record.aggregate_id),
+            )
+        park: ParkedRecord | None = kwargs.get("park")
+        if park is not None:
+            curs.execute(
+                f"INSERT INTO {self.parked_table} VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, 'parked')"
+                " ON CONFLICT DO NOTHING",
+                (park.topic, park.partition, park.offset, park.key, park.value,
+                 json.dumps([[k, v.decode("latin-1")] for k, v in park.headers]), park.error),
+            )
+        resolve: ParkedRecord | None = kwargs.get("resolve")
+        if resolve is not None:
+            curs.execute(
+                f"UPDATE {self.parked_table} SET status = 'retried'"
+                f" WHERE topic = {p} AND part = {p} AND record_offset = {p} AND status = 'parked'",
+                (resolve.topic, resolve.partition, resolve.offset),
+            )
+            if curs.rowcount != 1:
+                raise IntegrityError(f"parked record {resolve.topic}:{resolve.partition}:{resolve.offset} already retried")
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def find_idempotency(self, key: str) -> tuple[str, str | None, str | None] | None:
+        rows = self._rows(
+            f"SELECT fingerprint, aggregate_id, response FROM {self.idempotency_table} WHERE key = {self.ph}", (key,)
+        )
+        return rows[0] if rows else None  # type: ignore[return-value]
+
+    def complete_idempotency(self, key: str, response: str) -> None:
+        self._run(f"UPDATE {self.idempotency_table} SET response = {self.ph} WHERE key = {self.ph}", (response, key))
+
+    def parked_records(self, topic: str | None = None, status: str = "parked") -> list[ParkedRecord]:
+        sql = f"SELECT topic, part, record_offset, record_key, value, headers, error, status FROM {self.parked_table} WHERE status = {self.ph}"
+        params: tuple[Any, ...] = (status,)
+        if topic is not None:
+            sql += f" AND topic = {self.ph}"
+            params += (topic,)
+        rows = self._rows(sql + " ORDER BY topic, part, record_offset", params)
+        return [
+            ParkedRecord(r[0], r[1], r[2], r[3], bytes(r[4]), [(k, v.encode("latin-1")) for k, v in json.loads(r[5])], r[6], r[7])
+            for r in rows
+        ]
+
+    def count_notifications(self, up_to: int) -> int:
+        """How many notifications have ids <= up_to: the `sequence` of the next one."""
+        column = "notification_id" if self.ph == "%s" else "rowid"
+        return int(self._rows(f"SELECT COUNT(*) FROM {self.events_table_name} WHERE {column} <= {self.ph}", (up_to,))[0][0])
+
+
+class PostgresRecorder(_SideTables, PostgresProcessRecorder):
+    ph = "%s"
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events", tracking_table_name: str = "notification_tracking"):
+        super().__init__(datastore, events_table_name=events_table_name, tracking_table_name=tracking_table_name)
+        self.prefix = events_table_name.removesuffix("events")
+        self.sql_create_statements.extend(self.side_table_statements())
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        self._write_side_rows(curs, kwargs)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(sql, params)
+            return [tuple(r.values()) for r in curs.fetchall()]
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(sql, params)
+
+
+class SQLiteRecorder(_SideTables, SQLiteProcessRecorder):
+    ph = "?"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + self.side_table_statements()
+
+    def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
+        self._write_side_rows(c, kwargs)
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [tuple(r) for r in c.fetchall()]
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(sql, params)
+
+
+class ServiceApplication(Application[UUID]):
+    """A service's event-sourced application, its store chosen by the environment.
+
+    Subclasses add the commands (domain verbs) and queries of one service.
+    """
+
+    # The service's name, also the library's application name: PostgreSQL tables
+    # <name>_events and <name>_tracking.
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        env = settings.eventsourcing_env()
+        env["MAPPER_TOPIC"] = get_topic(MetadataMapper)
+        env["PROCESS_RECORDER_TOPIC"] = get_topic(
+            PostgresRecorder if settings.persistence == "postgres" else SQLiteRecorder
+        )
+        self._save_listeners: list[Callable[[], None]] = []
+        self._listeners_lock = threading.Lock()
+        super().__init__(env=env)
+
+    def construct_recorder(self) -> Any:
+        return self.factory.process_recorder()
+
+    def on_save(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every save (wakes the relay and projectors in this process)."""
+        with self._listeners_lock:
+            self._save_listeners.append(listener)
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        tracking = None
+        state = _processing.get()
+        if state is not None:
+            if state.recorded:
+                raise RuntimeError("a processed record may cause one save only: save all aggregates together")
+            tracking, state.recorded = state.tracking, True
+            kwargs.update(state.extra)
+        record = _idempotency.get()
+        if record is not None and not record.recorded:
+            record.recorded = True
+            if objs and getattr(objs[0], "id", None) is not None:
+                record.aggregate_id = str(objs[0].id)
+            kwargs["idempotency"] = record
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        for listener in list(self._save_listeners):
+            listener()
+        return recordings
+
+    def record_tracking(self, tracking: Tracking) -> None:
+        """Record a position (relay, or a record that caused no event)."""
+        self.recorder.insert_tracking(tracking)
+
+    def tracking_position(self, name: str) -> int | None:
+        return self.recorder.max_tracking_id(name)
+
+    def find_idempotency(self, key: str) -> tuple[str, str | None, str | None] | None:
+        return self.recorder.find_idempotency(key)
+
+    def complete_idempotency(self, key: str, response: dict[str, Any]) -> None:
+        self.recorder.complete_idempotency(key, json.dumps(response))
+
+    def parked_records(self, topic: str | None = None, status: str = "parked") -> list[ParkedRecord]:
+        return self.recorder.parked_records(topic, status)
+
+    def timeline(self, aggregate_id: UUID) -> list[dict[str, Any]]:
+        """The aggregate's events, oldest first, with who caused each."""
+        out = []
+        for e in self.events.get(aggregate_id):
+            meta = event_metadata(e)
+            out.append(
+                {
+                    "type": type(e).__name__,
+                    "version": e.originator_version,
+                    "at": e.timestamp.isoformat(),
+                    "actor": meta.get("actor"),
+                }
+            )
+        return out
