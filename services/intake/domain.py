@@ -130,14 +130,17 @@ class Project(Aggregate):
         if other_open_dossiers:
             self._possible_duplicate_flagged(other_project_ids=other_open_dossiers)
         reasons = rules.assess(self, other_open_dossiers)
-        self._eligibility_assessed(eligible=not reasons, reasons=reasons, rule_version=rules.version)
+        # The event carries what the partners service needs to assign (country, region, sector).
+        self._eligibility_assessed(eligible=not reasons, reasons=reasons, rule_version=rules.version,
+                                   country=self.country, french_region=self.french_region, sector=self.sector)
 
     @event("PossibleDuplicateFlagged")
     def _possible_duplicate_flagged(self, other_project_ids: list[str]) -> None:
         self.possible_duplicates = list(other_project_ids)
 
     @event("EligibilityAssessed")
-    def _eligibility_assessed(self, eligible: bool, reasons: list[str], rule_version: str) -> None:
+    def _eligibility_assessed(self, eligible: bool, reasons: list[str], rule_version: str, country: str,
+                              french_region: str, sector: str) -> None:
         self.eligibility = {"eligible": eligible, "reasons": list(reasons), "rule_version": rule_version}
         self.status = Status.eligible if eligible else Status.ineligible
 

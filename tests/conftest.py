@@ -1,0 +1,101 @@
+"""Fixtures every test shares.
+
+Integration and end-to-end tests run against the real PostgreSQL and Kafka that
+`make test` starts (deploy/test.sh exports where they are). Each test gets its
+own databases and its own topic prefix, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shared.auth import issue_token
+from shared.settings import Settings
+from shared.topics import create_topics
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+POSTGRES = {
+    "host": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("POSTGRES_PORT", "5432")),
+    "user": os.environ.get("POSTGRES_USER", "passerelle"),
+    "password": os.environ.get("POSTGRES_PASSWORD", "passerelle"),
+}
+
+
+def _reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    """The test broker's address. Fails (never skips) when it is not running: run `make test`."""
+    if not _reachable(KAFKA):
+        pytest.fail(f"Kafka is not reachable at {KAFKA}: run the suite with `make test`")
+    return KAFKA
+
+
+@pytest.fixture(scope="session")
+def postgres() -> dict[str, object]:
+    if not _reachable(f"{POSTGRES['host']}:{POSTGRES['port']}"):
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES['host']}:{POSTGRES['port']}: run `make test`")
+    return POSTGRES
+
+
+def create_database(name: str) -> None:
+    with psycopg.connect(dbname="postgres", autocommit=True, **POSTGRES) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(dbname="postgres", autocommit=True, **POSTGRES) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "keys"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, kafka: str, postgres: dict[str, object]) -> Iterator[Callable[..., Settings]]:
+    """Settings for a service on PostgreSQL (a fresh database) and Kafka (a fresh topic prefix), topics created.
+
+    All services made by one test share the topic prefix, the key directory and the data dir.
+    """
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    databases: list[str] = []
+
+    def make(service: str, **overrides: object) -> Settings:
+        database = f"test_{prefix[:-1]}_{service}"
+        create_database(database)
+        databases.append(database)
+        settings = Settings(
+            service=service, persistence="postgres", postgres_dbname=database, postgres_host=str(postgres["host"]),
+            postgres_port=int(postgres["port"]), postgres_user=str(postgres["user"]),
+            postgres_password=str(postgres["password"]), kafka_bootstrap_servers=kafka, topic_prefix=prefix,
+            data_dir=tmp_path, poll_interval=0.1, **overrides,
+        )
+        asyncio.run(create_topics(settings))
+        return settings
+
+    yield make
+    for database in databases:
+        drop_database(database)
+
+
+def bearer(settings: Settings, role: str, sub: str | None = None, partner_id: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings, role, sub=sub, partner_id=partner_id)}"}
