@@ -29,6 +29,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
+from psycopg.sql import SQL
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 
@@ -221,10 +222,11 @@ class _SideTables:
         if resolve is not None:
             curs.execute(
                 f"UPDATE {self.parked_table} SET status = 'retried'"
-                f" WHERE topic = {p} AND part = {p} AND record_offset = {p} AND status = 'parked'",
+                f" WHERE topic = {p} AND part = {p} AND record_offset = {p} AND status = 'parked' RETURNING 1",
                 (resolve.topic, resolve.partition, resolve.offset),
             )
-            if curs.rowcount != 1:
+            # RETURNING rather than rowcount: PostgreSQL runs this in pipeline mode.
+            if curs.fetchone() is None:
                 raise IntegrityError(f"parked record {resolve.topic}:{resolve.partition}:{resolve.offset} already retried")
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -266,7 +268,7 @@ class PostgresRecorder(_SideTables, PostgresProcessRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events", tracking_table_name: str = "notification_tracking"):
         super().__init__(datastore, events_table_name=events_table_name, tracking_table_name=tracking_table_name)
         self.prefix = events_table_name.removesuffix("events")
-        self.sql_create_statements.extend(self.side_table_statements())
+        self.sql_create_statements.extend(SQL(statement) for statement in self.side_table_statements())
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         self._write_side_rows(curs, kwargs)
