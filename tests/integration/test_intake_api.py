@@ -1,0 +1,230 @@
+"""Intake's HTTP API on real PostgreSQL and Kafka: validation, roles, idempotency, personal data."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from services.intake.main import create_app
+from shared.auth import issue_token
+from tests.conftest import bearer
+
+pytestmark = pytest.mark.integration
+
+BODY = {
+    "promoter": {"given_name": "Awa", "family_name": "Diop", "birth_date": "1990-01-01",
+                 "phone": "+33 6 12 34 56 78", "email": "awa@example.org", "residence_status": "regular"},
+    "country": "SN", "french_region": "FR-IDF", "sector": "trade", "title": "Boutique de quartier",
+    "description": "", "requested_amount_cents": 500_000, "own_contribution_cents": 100_000, "planned_jobs": 2,
+}
+
+
+def body(**changes) -> dict:
+    b = copy.deepcopy(BODY)
+    b["promoter"]["family_name"] = f"Diop-{uuid.uuid4().hex[:6]}"
+    for key, value in changes.items():
+        if key.startswith("promoter."):
+            b["promoter"][key.split(".", 1)[1]] = value
+        else:
+            b[key] = value
+    return b
+
+
+@pytest.fixture
+def intake(make_settings):
+    settings = make_settings("intake")
+    with TestClient(create_app(settings)) as client:
+        client.settings = settings
+        client.officer = bearer(settings, "intake_officer", sub="officer-1")
+        yield client
+
+
+def stored_events(client) -> int:
+    return client.app.state.runtime.app.recorder.max_notification_id() or 0
+
+
+def test_a_dossier_is_submitted_screened_and_listed(intake):
+    r = intake.post("/v1/projects", json=body(), headers=intake.officer)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["status"] == "eligible" and created["reference"].startswith("PAS-")
+    assert r.headers["location"] == f"/v1/projects/{created['id']}"
+
+    detail = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
+    assert detail["eligibility"]["rule_version"] == "default-2026.1"
+    assert detail["promoter"]["given_name"] == "Awa"
+    assert [t["type"] for t in detail["timeline"]] == ["ProjectSubmitted", "EligibilityAssessed"]
+    assert detail["timeline"][0]["actor"] == "user:officer-1"
+
+    deadline = time.monotonic() + 10
+    while True:
+        page = intake.get("/v1/projects?country=SN&status=eligible", headers=intake.officer).json()
+        if page["items"]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert page["items"][0]["id"] == created["id"]
+
+
+def test_the_list_is_paginated_by_cursor(intake):
+    ids = [intake.post("/v1/projects", json=body(), headers=intake.officer).json()["id"] for _ in range(5)]
+    intake.app.state.runtime.projector.catch_up()
+    seen, cursor = [], None
+    while True:
+        page = intake.get("/v1/projects", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+                          headers=intake.officer).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ids
+    assert intake.get("/v1/projects?cursor=garbage", headers=intake.officer).status_code == 422
+
+
+def test_personal_data_is_for_intake_officers_only(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    for role in ("funding_officer", "auditor", "followup_officer"):
+        detail = intake.get(f"/v1/projects/{created['id']}", headers=bearer(intake.settings, role)).json()
+        assert detail["promoter"] is None and detail["person_id"]
+    # Nothing personal is stored in clear.
+    app = intake.app.state.runtime.app
+    for notification in app.recorder.select_notifications(0, 100):
+        assert b"Awa" not in notification.state and b"awa@example.org" not in notification.state
+
+
+def test_a_partner_sees_only_its_dossiers(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    stranger = bearer(intake.settings, "partner", partner_id="someone-else")
+    assert intake.get(f"/v1/projects/{created['id']}", headers=stranger).status_code == 404
+    app = intake.app.state.runtime.app
+    app.record_partners(uuid.UUID(created["id"]), "support-1", "operator-1")
+    mine = bearer(intake.settings, "partner", partner_id="operator-1")
+    assert intake.get(f"/v1/projects/{created['id']}", headers=mine).status_code == 200
+    intake.app.state.runtime.projector.catch_up()
+    assert [p["id"] for p in intake.get("/v1/projects", headers=mine).json()["items"]] == [created["id"]]
+    assert intake.get("/v1/projects", headers=stranger).json()["items"] == []
+
+
+def test_the_same_idempotency_key_replays_the_first_answer_and_writes_nothing(intake):
+    headers = {**intake.officer, "Idempotency-Key": "submit-42"}
+    first = intake.post("/v1/projects", json=BODY, headers=headers)
+    before = stored_events(intake)
+    again = intake.post("/v1/projects", json=BODY, headers=headers)
+    assert again.status_code == first.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert stored_events(intake) == before
+    other = intake.post("/v1/projects", json=body(), headers=headers)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+    assert stored_events(intake) == before
+
+
+def test_an_illegal_transition_is_409_naming_the_rule(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    r = intake.post(f"/v1/projects/{created['id']}/committee", headers=intake.officer)
+    assert r.status_code == 409
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["rule"] == "committee_after_study"
+    assert r.json()["type"].endswith("/rule/committee_after_study")
+
+
+def test_unknown_dossier_is_404(intake):
+    r = intake.get(f"/v1/projects/{uuid.uuid4()}", headers=intake.officer)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+BAD_BODIES = {
+    "unknown country": body(country="FR"),
+    "lower-case country": body(country="sn"),
+    "negative amount": body(requested_amount_cents=-1),
+    "negative contribution": body(own_contribution_cents=-5),
+    "amount as string": body(requested_amount_cents="500000"),
+    "amount as float": body(requested_amount_cents=12.5),
+    "unknown region": body(french_region="FR-XXX"),
+    "title too long": body(title="x" * 201),
+    "missing promoter": {k: v for k, v in BODY.items() if k != "promoter"},
+    "unknown field": body(admin=True),
+    "bad email": body(**{"promoter.email": "not-an-email"}),
+    "birth in the future": body(**{"promoter.birth_date": "2999-01-01"}),
+    "unknown residence status": body(**{"promoter.residence_status": "tourist"}),
+    "empty name": body(**{"promoter.given_name": ""}),
+    "jobs as bool": body(planned_jobs=True),
+    "list instead of object": [BODY],
+}
+
+
+def test_bad_input_is_422_problem_json_and_writes_nothing(intake):
+    before = stored_events(intake)
+    for case, bad in BAD_BODIES.items():
+        r = intake.post("/v1/projects", json=bad, headers=intake.officer)
+        assert r.status_code == 422, f"{case}: {r.status_code} {r.text}"
+        assert r.headers["content-type"] == "application/problem+json", case
+        assert r.json()["status"] == 422 and r.json()["type"].startswith("https://"), case
+    assert stored_events(intake) == before
+
+
+MALFORMED = [
+    (b'{"promoter": ', "application/json"),
+    (b"\xff\xfe\x00", "application/json"),
+    (b"country=SN", "application/x-www-form-urlencoded"),
+    (b"", "application/json"),
+    (b"null", "application/json"),
+]
+
+
+def test_malformed_bodies_are_4xx_problem_json(intake):
+    before = stored_events(intake)
+    for raw, content_type in MALFORMED:
+        r = intake.post("/v1/projects", content=raw, headers={**intake.officer, "Content-Type": content_type})
+        assert 400 <= r.status_code < 500, f"{raw!r}: {r.status_code} {r.text}"
+        assert r.headers["content-type"] == "application/problem+json", raw
+    assert stored_events(intake) == before
+
+
+def test_a_huge_body_is_413(intake):
+    before = stored_events(intake)
+    huge = body(description="x" * 200_000)
+    r = intake.post("/v1/projects", json=huge, headers=intake.officer)
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    assert stored_events(intake) == before
+
+
+def test_tokens_missing_expired_forged_or_of_the_wrong_role_are_refused(intake):
+    settings = intake.settings
+    before = stored_events(intake)
+    expired = issue_token(settings, "intake_officer", ttl_seconds=-10)
+    forged_key = jwt.encode({"sub": "x", "roles": ["intake_officer"], "iss": settings.jwt_issuer,
+                             "aud": settings.jwt_audience, "exp": int(time.time()) + 60}, "secret", algorithm="HS256")
+    valid = issue_token(settings, "intake_officer")
+    head, payload, signature = valid.split(".")
+    tampered_payload = jwt.utils.base64url_encode(
+        jwt.utils.base64url_decode(payload).replace(b"intake_officer", b"admin_officer_")).decode()
+    cases = {
+        "missing": ({}, 401),
+        "not bearer": ({"Authorization": f"Basic {valid}"}, 401),
+        "expired": ({"Authorization": f"Bearer {expired}"}, 401),
+        "forged (HS256)": ({"Authorization": f"Bearer {forged_key}"}, 401),
+        "tampered": ({"Authorization": f"Bearer {head}.{tampered_payload}.{signature}"}, 401),
+        "garbage": ({"Authorization": "Bearer abc.def"}, 401),
+        "wrong role": (bearer(settings, "auditor"), 403),
+        "partner": (bearer(settings, "partner", partner_id="p1"), 403),
+    }
+    for name, (headers, status) in cases.items():
+        r = intake.post("/v1/projects", json=body(), headers=headers)
+        assert r.status_code == status, f"{name}: {r.status_code} {r.text}"
+        assert r.headers["content-type"] == "application/problem+json", name
+    assert stored_events(intake) == before
+
+
+def test_health_and_readiness(intake):
+    assert intake.get("/healthz").json()["status"] == "ok"
+    deadline = time.monotonic() + 15
+    while (r := intake.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.2)
+    assert r.json()["checks"]["store"] == "ok"

@@ -1,0 +1,72 @@
+"""The CloudEvents envelope and its leaf hash: the contract with auditors and partners."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timezone
+
+from services.intake.domain import Project
+from shared.envelope import CloudEvent, build_envelope, canonical_json, encode, leaf_hash, verify_record
+from shared.store import META
+
+
+def submitted() -> Project:
+    return Project(reference="PAS-T", person_id=uuid.UUID(int=7), promoter_ciphertext="c2lwaGVy", country="SN",
+                   french_region="FR-IDF", sector="trade", title="Boutique", description="",
+                   requested_amount_cents=500_000, own_contribution_cents=100_000, planned_jobs=2)
+
+
+def stored(event):
+    # What the store keeps beside the fields: the command's metadata.
+    object.__setattr__(event, "__dict__", {**vars(event), META: {
+        "actor": "user:alice", "correlationid": "flow-1", "causationid": "request:k1",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "codeversion": "0.1.0+abc"}})
+    return event
+
+
+def test_the_envelope_has_every_attribute_of_the_contract():
+    event = stored(submitted().collect_events()[0])
+    envelope = build_envelope("intake", event, sequence=41)
+    assert envelope["specversion"] == "1.0"
+    assert envelope["source"] == "/passerelle/intake"
+    assert envelope["type"] == "passerelle.intake.ProjectSubmitted.v1"
+    assert envelope["subject"] == str(event.originator_id)
+    assert envelope["time"].endswith("Z")
+    assert envelope["datacontenttype"] == "application/json"
+    assert envelope["sequence"] == 41 and envelope["aggregateversion"] == 1
+    assert (envelope["actor"], envelope["correlationid"], envelope["causationid"]) == ("user:alice", "flow-1", "request:k1")
+    assert envelope["data"]["person_id"] == str(uuid.UUID(int=7))
+    assert envelope["data"]["requested_amount_cents"] == 500_000
+    assert "traceparent" not in json.dumps(envelope["data"]), "trace context travels in a header, not in the leaf"
+    assert all(k == k.lower() for k in envelope), "CloudEvents attribute names are lower-case"
+    CloudEvent.parse(encode(envelope))  # a consumer reads it back
+
+
+def test_the_envelope_is_the_same_bytes_every_time():
+    event = stored(submitted().collect_events()[0])
+    assert encode(build_envelope("intake", event, 3)) == encode(build_envelope("intake", event, 3))
+    assert build_envelope("intake", event, 3)["id"] == build_envelope("intake", event, 4)["id"]
+
+
+def test_the_leaf_hash_is_rfc9162_over_rfc8785_json_of_the_envelope_without_it():
+    event = stored(submitted().collect_events()[0])
+    envelope = build_envelope("intake", event, 0)
+    leaf = {k: v for k, v in envelope.items() if k != "leafhash"}
+    assert envelope["leafhash"] == hashlib.sha256(b"\x00" + canonical_json(leaf)).hexdigest()
+    assert verify_record(encode(envelope))
+    tampered = dict(envelope, data={**envelope["data"], "requested_amount_cents": 900_000})
+    assert not verify_record(encode(tampered))
+
+
+def test_canonical_json_sorts_keys_and_has_no_spaces():
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
+    assert leaf_hash({"a": 1}) == hashlib.sha256(b'\x00{"a":1}').hexdigest()
+
+
+def test_personal_data_is_not_in_clear():
+    envelope = build_envelope("intake", stored(submitted().collect_events()[0]), 0)
+    assert envelope["data"]["promoter_ciphertext"] == "c2lwaGVy"
+    for word in ("given_name", "family_name", "birth_date", "phone", "email", "residence_status"):
+        assert word not in json.dumps(envelope)

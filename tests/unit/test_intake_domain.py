@@ -1,0 +1,196 @@
+"""Intake's rules, without I/O."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from services.intake.domain import ClosureReason, Conclusion, Person, Project, RuleSet, Status
+from shared.domain import InvalidValue, RuleViolated
+
+RULES = RuleSet.from_dict({"version": "test-1", "countries": ["SN", "ML"], "default_ceiling_cents": 700_000,
+                           "ceilings_cents": {"ML": 1_000_000}})
+
+
+def dossier(**overrides) -> Project:
+    facts = dict(reference="PAS-T", person_id=uuid.uuid4(), promoter_ciphertext="c", country="SN",
+                 french_region="FR-IDF", sector="trade", title="Boutique", description="",
+                 requested_amount_cents=500_000, own_contribution_cents=100_000, planned_jobs=2)
+    facts.update(overrides)
+    return Project(**facts)
+
+
+def assigned(**overrides) -> Project:
+    project = dossier(**overrides)
+    project.screen(RULES, [])
+    project.record_partners("support-1", "operator-1")
+    return project
+
+
+def at_feasibility() -> Project:
+    project = assigned()
+    project.record_business_plan([{"label": "stock", "amount_cents": 400_000}], 100_000, 2)
+    project.request_feasibility_study()
+    return project
+
+
+def names(project: Project) -> list[str]:
+    return [type(e).__name__ for e in project.collect_events()]
+
+
+def test_an_eligible_dossier_is_screened_with_the_rule_version():
+    project = dossier()
+    project.screen(RULES, [])
+    assert project.status == Status.eligible
+    assert project.eligibility == {"eligible": True, "reasons": [], "rule_version": "test-1"}
+    assert names(project) == ["ProjectSubmitted", "EligibilityAssessed"]
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"country": "FR"}, "country_not_in_programme"),
+    ({"requested_amount_cents": 700_001}, "over_ceiling"),
+    ({"requested_amount_cents": 0}, "nothing_requested"),
+    ({"planned_jobs": 0}, "too_few_planned_jobs"),
+])
+def test_ineligible_dossiers_say_why(overrides, reason):
+    project = dossier(**overrides)
+    project.screen(RULES, [])
+    assert project.status == Status.ineligible
+    assert any(r.startswith(reason) for r in project.eligibility["reasons"])
+
+
+def test_ceilings_are_per_country():
+    project = dossier(country="ML", requested_amount_cents=900_000)
+    project.screen(RULES, [])
+    assert project.status == Status.eligible
+
+
+def test_one_person_one_aid_flags_and_refuses_a_second_dossier():
+    project = dossier()
+    project.screen(RULES, ["other-dossier"])
+    assert project.status == Status.ineligible
+    assert project.possible_duplicates == ["other-dossier"]
+    assert "PossibleDuplicateFlagged" in names(project)
+
+
+def test_screening_happens_once():
+    project = dossier()
+    project.screen(RULES, [])
+    with pytest.raises(RuleViolated) as raised:
+        project.screen(RULES, [])
+    assert raised.value.rule == "screen_once"
+
+
+def test_partners_are_recorded_only_on_an_eligible_dossier():
+    project = dossier(country="FR")
+    project.screen(RULES, [])
+    assert project.record_partners("s", "o") is False
+    project = assigned()
+    assert project.status == Status.assigned
+    assert project.record_partners("support-1", "operator-1") is False, "the same assignment twice is a no-op"
+
+
+def test_preparation_needs_an_assignment():
+    project = dossier()
+    project.screen(RULES, [])
+    with pytest.raises(RuleViolated) as raised:
+        project.complete_skills_review("good")
+    assert raised.value.rule == "preparation_after_assignment"
+
+
+def test_preparation_then_feasibility_then_committee():
+    project = assigned()
+    project.record_consent(["funding", "follow_up"], ["support-1"])
+    project.complete_skills_review("solid retail experience")
+    project.record_training("business management", 20, "2026-10-01")
+    project.record_business_plan([{"label": "stock", "amount_cents": 300_000},
+                                  {"label": "rent", "amount_cents": 100_000}], 120_000, 3)
+    assert project.status == Status.preparing
+    assert project.business_plan["total_cents"] == 400_000
+    project.request_feasibility_study()
+    assert project.status == Status.feasibility
+    project.complete_feasibility_study(Conclusion.feasible, "market exists")
+    project.send_to_committee()
+    assert project.status == Status.at_committee
+
+
+def test_feasibility_study_needs_a_business_plan():
+    project = assigned()
+    project.complete_skills_review("ok")
+    with pytest.raises(RuleViolated) as raised:
+        project.request_feasibility_study()
+    assert raised.value.rule == "feasibility_needs_business_plan"
+
+
+def test_a_business_plan_has_budget_lines_and_no_negative_amounts():
+    project = assigned()
+    with pytest.raises(RuleViolated):
+        project.record_business_plan([], 0, 1)
+    with pytest.raises(InvalidValue):
+        project.record_business_plan([{"label": "x", "amount_cents": 1}], -1, 1)
+
+
+def test_committee_needs_a_feasible_study_and_consent():
+    project = at_feasibility()
+    with pytest.raises(RuleViolated) as raised:
+        project.send_to_committee()
+    assert raised.value.rule == "committee_after_study"
+    project.complete_feasibility_study(Conclusion.feasible, "")
+    with pytest.raises(RuleViolated) as raised:
+        project.send_to_committee()
+    assert raised.value.rule == "committee_needs_consent"
+
+    not_feasible = at_feasibility()
+    not_feasible.record_consent(["funding"], [])
+    not_feasible.complete_feasibility_study(Conclusion.not_feasible, "no market")
+    with pytest.raises(RuleViolated) as raised:
+        not_feasible.send_to_committee()
+    assert raised.value.rule == "committee_needs_feasible_study"
+    with pytest.raises(RuleViolated) as raised:
+        not_feasible.complete_feasibility_study(Conclusion.feasible, "")
+    assert raised.value.rule == "study_concluded_once"
+
+
+def test_consent_can_be_withdrawn():
+    project = assigned()
+    project.record_consent(["funding", "follow_up"], ["support-1"])
+    project.withdraw_consent(["funding"], [])
+    assert project.consent == {"purposes": ["follow_up"], "partners": ["support-1"]}
+
+
+def test_withdrawn_and_closed_dossiers_are_final():
+    project = assigned()
+    project.withdraw("moved abroad")
+    assert project.status == Status.withdrawn
+    for verb, kwargs in [("withdraw", {"reason": "again"}), ("close", {"reason": ClosureReason.abandoned}),
+                         ("record_consent", {"purposes": ["funding"], "partners": []})]:
+        with pytest.raises(RuleViolated) as raised:
+            getattr(project, verb)(**kwargs)
+        assert raised.value.rule == "dossier_is_open"
+
+
+def test_only_a_financed_dossier_closes_with_success():
+    project = assigned()
+    with pytest.raises(RuleViolated) as raised:
+        project.close(ClosureReason.success)
+    assert raised.value.rule == "success_needs_financing"
+    project.close(ClosureReason.abandoned)
+    assert project.status == Status.closed
+
+
+def test_replaying_the_events_rebuilds_the_same_dossier():
+    project = at_feasibility()
+    events = project.collect_events()
+    copy = None
+    for e in events:
+        copy = e.mutate(copy)
+    assert copy.status == project.status and copy.business_plan == project.business_plan
+
+
+def test_a_person_is_forgotten_once():
+    person = Person(uuid.uuid4())
+    person.open_dossier(uuid.uuid4())
+    person.forget()
+    with pytest.raises(RuleViolated):
+        person.forget()
