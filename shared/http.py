@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
-from shared.auth import Principal, TokenVerifier, principal
+from shared.auth import Principal, Role, TokenVerifier, principal, requires
 from shared.consumer import Consumer
 from shared.projections import Projector
 from shared.relay import Relay
@@ -195,8 +195,8 @@ def command_router(**kwargs: Any) -> APIRouter:
 
 def operations_router() -> APIRouter:
     """Parked records (the dead-letter side of the consumers) and projection rebuilds, for admins."""
-    from shared.auth import Role, requires
-
+    # Role and requires are imported at module level: the routes' annotations are strings
+    # (postponed evaluation) that FastAPI resolves in this module's globals.
     router = APIRouter(prefix="/v1/admin", tags=["operations"])
 
     @router.get("/parked")
