@@ -1,0 +1,81 @@
+"""Services as real processes (uvicorn), on the test PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, name: str, settings: Settings, process: subprocess.Popen, port: int, log: Path, spans: Path):
+        self.name, self.settings, self.process, self.port, self.log, self.spans = name, settings, process, port, log, spans
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start_service(make_settings, tmp_path: Path) -> Iterator[Callable[[str], Service]]:
+    started: list[Service] = []
+
+    def start(name: str) -> Service:
+        settings = make_settings(name)
+        port = free_port()
+        log = tmp_path / f"{name}.log"
+        spans = tmp_path / f"{name}.spans.jsonl"
+        env = {
+            **os.environ,
+            "PASSERELLE_PERSISTENCE": "postgres",
+            "PASSERELLE_POSTGRES_DBNAME": settings.database_name,
+            "PASSERELLE_TOPIC_PREFIX": settings.topic_prefix,
+            "PASSERELLE_DATA_DIR": str(settings.data_dir),
+            "PASSERELLE_PORT": str(port),
+            "PASSERELLE_POLL_INTERVAL": "0.1",
+            "PASSERELLE_TRACE_EXPORTER": f"file:{spans}",
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        }
+        with open(log, "w") as out:
+            process = subprocess.Popen([sys.executable, "-m", f"services.{name}.main"], env=env,
+                                       stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+        service = Service(name, settings, process, port, log, spans)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
