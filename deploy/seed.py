@@ -1,0 +1,156 @@
+"""Seed a demonstration programme through the services' own HTTP APIs (run by `make run`).
+
+Support structures in French regions, local operators in a few countries, a
+dozen dossiers; then waits until the dossiers are assigned through Kafka and
+takes a few of them further. Every request carries a stable Idempotency-Key,
+so seeding twice (a second `make run` on the same var/) writes nothing new.
+
+    python -m deploy.seed
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from shared.auth import issue_token
+from shared.settings import SERVICE_PORTS, Settings
+
+console = Console()
+
+SUPPORT_STRUCTURES = [
+    ("Association Île-de-France Entreprendre Solidaire", "FR-IDF", 40),
+    ("Maison des Initiatives de Montreuil", "FR-IDF", 25),
+    ("Rhône-Alpes Codéveloppement", "FR-ARA", 20),
+    ("Provence Entreprendre Sud", "FR-PAC", 15),
+    ("Nord Initiatives Migrantes", "FR-HDF", 15),
+    ("Occitanie Création Solidaire", "FR-OCC", 10),
+]
+LOCAL_OPERATORS = [
+    ("Thiès Conseil (bureau d'études)", ["SN"], ["trade", "agriculture", "transport"], 20),
+    ("Dakar Appui PME", ["SN"], ["services", "crafts"], 15),
+    ("Bamako Étude et Suivi", ["ML"], ["trade", "agriculture"], 15),
+    ("Casablanca Initiatives", ["MA"], ["services", "trade", "tourism"], 10),
+    ("Douala Accompagnement", ["CM"], ["trade", "transport"], 10),
+    ("Abidjan Projets Retour", ["CI"], ["trade", "food"], 10),
+]
+DOSSIERS = [
+    # given, family, birth, region, country, sector, title, requested, own, jobs
+    ("Awa", "Diop", "1988-03-14", "FR-IDF", "SN", "trade", "Boutique d'alimentation à Thiès", 550_000, 120_000, 3),
+    ("Moussa", "Traoré", "1979-11-02", "FR-IDF", "ML", "agriculture", "Maraîchage irrigué près de Kati", 700_000, 200_000, 4),
+    ("Fatou", "Ndiaye", "1992-07-21", "FR-ARA", "SN", "services", "Salon de coiffure à Dakar", 400_000, 80_000, 2),
+    ("Karim", "Benali", "1985-01-30", "FR-PAC", "MA", "tourism", "Maison d'hôtes à Essaouira", 680_000, 250_000, 3),
+    ("Jean-Paul", "Mbarga", "1983-05-09", "FR-HDF", "CM", "transport", "Transport de marchandises à Douala", 650_000, 150_000, 2),
+    ("Aminata", "Koné", "1990-09-17", "FR-OCC", "CI", "food", "Atelier de transformation d'attiéké", 500_000, 90_000, 5),
+    ("Ousmane", "Sow", "1987-12-01", "FR-IDF", "SN", "transport", "Taxi-brousse Thiès–Dakar", 600_000, 140_000, 2),
+    ("Mariam", "Coulibaly", "1995-02-25", "FR-IDF", "ML", "trade", "Commerce de tissus à Kayes", 350_000, 60_000, 2),
+    ("Youssef", "Amrani", "1981-06-11", "FR-ARA", "MA", "services", "Atelier de réparation informatique", 450_000, 100_000, 2),
+    ("Rose", "Pierre", "1986-08-08", "FR-IDF", "HT", "crafts", "Atelier d'artisanat à Jacmel", 300_000, 50_000, 2),
+    ("Ibrahima", "Fall", "1975-04-04", "FR-IDF", "SN", "agriculture", "Élevage avicole à Mbour", 900_000, 100_000, 3),
+    ("Awa", "Diop", "1988-03-14", "FR-IDF", "SN", "crafts", "Second dossier de la même promotrice", 300_000, 50_000, 1),
+]
+ADVANCE = 4  # how many assigned dossiers are taken through preparation and the feasibility study
+
+
+def url(service: str) -> str:
+    return os.environ.get(f"PASSERELLE_{service.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[service]}")
+
+
+class Seeder:
+    def __init__(self) -> None:
+        settings = Settings()
+        self.headers = {"Authorization": f"Bearer {issue_token(settings, 'intake_officer', sub='demo-seed')}"}
+        self.http = httpx.Client(timeout=30)
+
+    def post(self, service: str, path: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.http.post(f"{url(service)}{path}", json=body, headers={**self.headers, "Idempotency-Key": key})
+        if response.status_code >= 400:
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def get(self, service: str, path: str) -> dict[str, Any]:
+        response = self.http.get(f"{url(service)}{path}", headers=self.headers)
+        response.raise_for_status()
+        return response.json()
+
+    def run(self) -> int:
+        for i, (name, region, capacity) in enumerate(SUPPORT_STRUCTURES):
+            self.post("partners", "/v1/partners", f"seed-support-{i}", {
+                "name": name, "kind": "support_structure", "region": region, "countries": [], "sectors": [],
+                "capacity": capacity})
+        for i, (name, countries, sectors, capacity) in enumerate(LOCAL_OPERATORS):
+            self.post("partners", "/v1/partners", f"seed-operator-{i}", {
+                "name": name, "kind": "local_operator", "countries": countries, "sectors": sectors,
+                "capacity": capacity})
+        ids = []
+        for i, (given, family, birth, region, country, sector, title, requested, own, jobs) in enumerate(DOSSIERS):
+            created = self.post("intake", "/v1/projects", f"seed-dossier-{i}", {
+                "promoter": {"given_name": given, "family_name": family, "birth_date": birth,
+                             "phone": f"+33 6 00 00 {i:02d} {i:02d}", "residence_status": "regular"},
+                "country": country, "french_region": region, "sector": sector, "title": title,
+                "description": "Dossier de démonstration", "requested_amount_cents": requested,
+                "own_contribution_cents": own, "planned_jobs": jobs})
+            ids.append(created["id"])
+
+        dossiers = self.wait_for_assignments(ids)
+        advanced = 0
+        for d in dossiers:
+            if advanced >= ADVANCE or d["status"] not in ("assigned", "preparing", "feasibility"):
+                continue
+            self.advance(d)
+            advanced += 1
+        self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
+        return 0
+
+    def wait_for_assignments(self, ids: list[str], timeout: float = 60) -> list[dict[str, Any]]:
+        """Assignment happens in partners, through Kafka: wait until every eligible dossier has its partners."""
+        deadline = time.monotonic() + timeout
+        while True:
+            dossiers = [self.get("intake", f"/v1/projects/{i}") for i in ids]
+            waiting = [d for d in dossiers if d["status"] == "eligible"
+                       and self.get_assignment_status(d["id"]) != "pending"]
+            if not waiting or time.monotonic() > deadline:
+                return dossiers
+            time.sleep(0.3)
+
+    def get_assignment_status(self, project_id: str) -> str | None:
+        response = self.http.get(f"{url('partners')}/v1/assignments/{project_id}", headers=self.headers)
+        return response.json().get("status") if response.status_code == 200 else None
+
+    def advance(self, d: dict[str, Any]) -> None:
+        """Preparation in France, then the feasibility study; the first two go to the committee."""
+        pid, key = d["id"], f"seed-{d['id']}"
+        self.post("intake", f"/v1/projects/{pid}/consent", f"{key}-consent",
+                  {"purposes": ["funding", "follow_up"], "partners": [d["support_structure_id"], d["local_operator_id"]]})
+        self.post("intake", f"/v1/projects/{pid}/skills-review", f"{key}-skills",
+                  {"summary": "Expérience solide du commerce; gestion à renforcer."})
+        self.post("intake", f"/v1/projects/{pid}/trainings", f"{key}-training",
+                  {"course": "Gestion d'une petite entreprise", "hours": 24, "completed_on": "2026-10-15"})
+        self.post("intake", f"/v1/projects/{pid}/business-plan", f"{key}-plan", {
+            "budget_lines": [{"label": "Équipement", "amount_cents": d["requested_amount_cents"] // 2},
+                             {"label": "Stock initial", "amount_cents": d["requested_amount_cents"] // 2}],
+            "own_contribution_cents": d["own_contribution_cents"], "planned_jobs": d["planned_jobs"]})
+        self.post("intake", f"/v1/projects/{pid}/feasibility-study", f"{key}-study")
+        if d["country"] in ("SN", "ML"):
+            self.post("intake", f"/v1/projects/{pid}/feasibility-study/conclusion", f"{key}-conclusion",
+                      {"conclusion": "feasible", "summary": "Marché local vérifié, fournisseurs identifiés."})
+            self.post("intake", f"/v1/projects/{pid}/committee", f"{key}-committee")
+
+    def show(self, dossiers: list[dict[str, Any]]) -> None:
+        table = Table(title="Demonstration dossiers")
+        for column in ("reference", "country", "region", "status", "support structure", "local operator"):
+            table.add_column(column)
+        for d in dossiers:
+            table.add_row(d["reference"], d["country"], d["french_region"], d["status"],
+                          (d["support_structure_id"] or "-")[:8], (d["local_operator_id"] or "-")[:8])
+        console.print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(Seeder().run())

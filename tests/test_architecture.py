@@ -1,0 +1,88 @@
+"""The architecture, checked (as Axon's giftcard demo does with ArchUnit).
+
+- every service has the same shape;
+- a domain knows nothing of HTTP, Kafka, SQL or the store;
+- services never import each other: they talk only through Kafka;
+- every /v1 route declares the roles it accepts; every command route honours Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+
+from shared.http import CommandRoute
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "main.py").exists())
+SHAPE = ("domain.py", "application.py", "api.py", "consumers.py", "projections.py", "main.py")
+DOMAIN_MAY_IMPORT = {"__future__", "dataclasses", "enum", "typing", "uuid", "datetime", "decimal", "collections",
+                     "functools", "itertools", "math", "re", "eventsourcing.domain", "shared.domain", "shared.geography"}
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_there_are_services():
+    assert {"intake", "partners"} <= set(SERVICES)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_the_same_shape(service):
+    missing = [name for name in SHAPE if not (ROOT / "services" / service / name).exists()]
+    assert not missing, f"services/{service} lacks {missing}"
+    assert (ROOT / "services" / service / "migrations" / "env.py").exists()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_domain_is_pure(service):
+    bad = {m for m in imports(ROOT / "services" / service / "domain.py")
+           if m not in DOMAIN_MAY_IMPORT and m.split(".")[0] not in {"collections", "typing"}}
+    assert not bad, f"services/{service}/domain.py imports {bad}: the domain knows nothing of I/O"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_services_do_not_import_each_other(service):
+    for path in (ROOT / "services" / service).rglob("*.py"):
+        others = {m for m in imports(path) if m.startswith("services.") and m.split(".")[1] != service}
+        assert not others, f"{path.relative_to(ROOT)} imports {others}: services talk only through Kafka"
+
+
+def test_the_kernel_does_not_import_services():
+    for path in (ROOT / "shared").rglob("*.py"):
+        if path.name == "asyncapi.py":  # documents the services' events, by design
+            continue
+        assert not {m for m in imports(path) if m.startswith("services")}, path
+
+
+def _roles_of(route: APIRoute) -> list[str]:
+    found = []
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        if getattr(dependant.call, "roles", None):
+            found += dependant.call.roles
+        stack += dependant.dependencies
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_declares_its_roles_and_commands_are_idempotent(service):
+    module = __import__(f"services.{service}.api", fromlist=["routers"])
+    routes = [r for router in module.routers for r in router.routes if isinstance(r, APIRoute)]
+    assert routes
+    for route in routes:
+        assert _roles_of(route), f"{service} {route.methods} {route.path} declares no roles"
+        assert route.path.startswith("/v1/"), route.path
+        if route.methods & {"POST", "DELETE"}:
+            assert isinstance(route, CommandRoute), f"{service} {route.path} must be a command route"
