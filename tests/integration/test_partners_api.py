@@ -42,6 +42,9 @@ class Service:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def post(self, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+        return self.client.post(path, json=body, headers=headers or self.officer)
+
     def written(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
@@ -84,8 +87,7 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
 
 
 def test_register_then_read_a_partner(service):
-    created = service.client.post("/v1/partners", json=operator_body(countries=["SN", "ML"], sectors=["Trade", "crafts"]),
-                                  headers=service.officer)
+    created = service.post("/v1/partners", operator_body(countries=["SN", "ML"], sectors=["Trade", "crafts"]))
     assert created.status_code == 201
     body = created.json()
     assert body["kind"] == "local_operator" and body["status"] == "active" and body["version"] == 1
@@ -145,10 +147,10 @@ def test_list_filters_and_pages_through_the_network(service):
 def test_suspend_reinstate_and_their_illegal_transitions(service):
     partner = service.register()
     url = f"/v1/partners/{partner['id']}"
-    suspended = service.client.post(f"{url}/suspend", json={"reason": "agreement under review"}, headers=service.officer)
+    suspended = service.post(f"{url}/suspend", {"reason": "agreement under review"})
     assert suspended.status_code == 200 and suspended.json()["status"] == "suspended"
 
-    again = assert_problem(service.client.post(f"{url}/suspend", json={"reason": "again"}, headers=service.officer), 409)
+    again = assert_problem(service.post(f"{url}/suspend", {"reason": "again"}), 409)
     assert again["rule"] == "suspend_active_partner"
     assert again["type"].endswith("/rule/suspend_active_partner")
 
@@ -162,7 +164,7 @@ def test_suspend_reinstate_and_their_illegal_transitions(service):
     assert twice["rule"] == "reinstate_suspended_partner"
 
     assert service.client.post(f"{url}/feed", headers=service.officer).json()["feed_enabled"] is True
-    assert assert_problem(service.client.post(f"{url}/feed", headers=service.officer), 409)["rule"] == "feed_enabled_once"
+    assert assert_problem(service.post(f"{url}/feed"), 409)["rule"] == "feed_enabled_once"
 
     assert_problem(service.client.post(f"/v1/partners/{uuid.uuid4()}/suspend", json={"reason": "x"},
                                        headers=service.officer), 404)
@@ -235,7 +237,7 @@ def test_roles(service):
         headers = service.as_role(role, partner_id=partner["id"] if role == "partner" else None)
         assert_problem(service.client.post("/v1/partners", json=partner_body(), headers=headers), 403)
         assert_problem(service.client.post(f"{url}/suspend", json={"reason": "x"}, headers=headers), 403)
-    assert service.client.post(f"{url}/suspend", json={"reason": "x"}, headers=service.as_role("admin")).status_code == 200
+    assert service.post(f"{url}/suspend", {"reason": "x"}, headers=service.as_role("admin")).status_code == 200
     for role in ("intake_officer", "funding_officer", "funding_approver", "followup_officer", "auditor", "admin"):
         assert service.get(url, headers=service.as_role(role)).status_code == 200
         assert service.get("/v1/caseloads", headers=service.as_role(role)).status_code == 200
@@ -311,7 +313,8 @@ def test_a_dossier_waits_for_missing_partners_and_gets_them_when_the_network_gro
     assert waiting.status == "pending" and waiting.missing == ["support_structure", "local_operator"]
     shown = service.get(f"/v1/assignments/{project_id}").json()
     assert shown["status"] == "pending" and shown["missing"] == ["support_structure", "local_operator"]
-    assert [a["project_id"] for a in service.get("/v1/assignments", status="pending").json()["items"]] == [str(project_id)]
+    pending = service.get("/v1/assignments", status="pending").json()["items"]
+    assert [a["project_id"] for a in pending] == [str(project_id)]
 
     marseille = service.register(name="Marseille Accueil", region="FR-PAC")
     assert service.get(f"/v1/assignments/{project_id}").json()["missing"] == ["local_operator"]
@@ -412,3 +415,41 @@ def test_a_partner_sees_only_itself_and_its_dossiers(service):
 
     nobody = service.as_role("partner")  # a partner token without partner_id sees nothing
     assert service.get("/v1/partners", headers=nobody).json()["items"] == []
+
+
+# --- read models ---------------------------------------------------------------------------------
+
+
+def test_rebuilding_the_read_models_gives_the_same_rows(service):
+    from services.partners.projections import assignments, partners
+
+    structure = service.register()
+    service.client.post("/v1/partners", json=operator_body(), headers=service.officer)
+    service.client.post(f"/v1/partners/{structure['id']}/suspend", json={"reason": "audit"}, headers=service.officer)
+    service.client.post(f"/v1/partners/{structure['id']}/reinstate", headers=service.officer)
+    ended = service.app.assign(uuid.uuid4(), "ML", "FR-IDF", "trade")
+    service.app.assign(uuid.uuid4(), "ML", "FR-IDF", "trade")
+    service.app.assign(uuid.uuid4(), "SN", "FR-IDF", "trade")
+    service.app.end_assignment(ended.id, "dossier_withdrawn")
+    service.views()
+
+    def rows() -> dict[str, list[Any]]:
+        with service.runtime.projector.engine.connect() as conn:  # type: ignore[union-attr]
+            return {t.name: sorted(tuple(r) for r in conn.execute(t.select())) for t in (partners, assignments)}
+
+    before = rows()
+    admin = service.as_role("admin")
+    for name in ("partners_v1", "assignments_v1"):
+        rebuilt = service.client.post(f"/v1/admin/projections/{name}/rebuild", headers=admin)
+        assert rebuilt.status_code == 200, rebuilt.text
+    assert rows() == before
+    assert {r[0]: r[7] for r in before["partners_v1"]}[structure["id"]] == 1  # caseload after the end
+
+
+def test_the_api_is_documented(service):
+    paths = service.client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/partners", "/v1/partners/{partner_id}", "/v1/partners/{partner_id}/suspend",
+                 "/v1/partners/{partner_id}/reinstate", "/v1/partners/{partner_id}/feed",
+                 "/v1/partners/{partner_id}/accreditation", "/v1/partners/{partner_id}/coverage",
+                 "/v1/assignments/{project_id}", "/v1/caseloads"):
+        assert path in paths
