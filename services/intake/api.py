@@ -16,12 +16,9 @@ from services.intake.domain import ClosureReason, Conclusion, Project
 from services.intake.projections import dossiers
 from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
+from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
 
-FRENCH_REGIONS = (
-    "FR-ARA", "FR-BFC", "FR-BRE", "FR-CVL", "FR-COR", "FR-GES", "FR-HDF", "FR-IDF", "FR-NOR", "FR-NAQ",
-    "FR-OCC", "FR-PDL", "FR-PAC", "FR-971", "FR-972", "FR-973", "FR-974", "FR-976",
-)
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
 Cents = Annotated[StrictInt, Field(ge=0, le=10**11)]
 READERS = (Role.intake_officer, Role.funding_officer, Role.funding_approver, Role.followup_officer,
@@ -50,7 +47,7 @@ class Promoter(Strict):
 
 class SubmitProject(Strict):
     promoter: Promoter
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of origin")
+    country: str = Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2 country of origin")
     french_region: FrenchRegion = Field(description="ISO 3166-2:FR region where the promoter lives")  # type: ignore[valid-type]
     sector: str = Field(min_length=1, max_length=60)
     title: str = Field(min_length=1, max_length=200)
