@@ -86,3 +86,18 @@ def test_every_route_declares_its_roles_and_commands_are_idempotent(service):
         assert route.path.startswith("/v1/"), route.path
         if route.methods & {"POST", "DELETE"}:
             assert isinstance(route, CommandRoute), f"{service} {route.path} must be a command route"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_openapi_document_is_served(service, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from shared.settings import Settings
+
+    module = __import__(f"services.{service}.main", fromlist=["create_app"])
+    api = module.create_app(Settings(service=service, data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1"))
+    client = TestClient(api)  # no lifespan: nothing connects to Kafka
+    document = client.get("/openapi.json")
+    assert document.status_code == 200
+    assert any(path.startswith("/v1/") for path in document.json()["paths"])
+    assert client.get("/docs").status_code == 200
