@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -49,6 +50,8 @@ class Runtime:
     periodic: list[tuple[float, Callable[[], Any]]] = field(default_factory=list)
     stop: asyncio.Event | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Commands answered, by (route, status code): the commands/s of /metrics.
+    commands: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     async def start(self) -> None:
         self.stop = asyncio.Event()
@@ -177,6 +180,7 @@ class CommandRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             response = await handler(request)
+            request.app.state.runtime.commands[(self.path, response.status_code)] += 1
             state: _Idempotency | None = getattr(request.state, "idempotency", None)
             if state is not None and state.recorded and 200 <= response.status_code < 300:
                 body = json.loads(response.body) if response.body else None
@@ -275,6 +279,31 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
         ready = ready and all(c.lag <= settings.ready_max_lag for c in runtime.consumers)
         return Response(json.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503,
                         media_type="application/json")
+
+    @api.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text format: relay lag, consumer lag, records processed and parked, commands."""
+        lines = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+            lines.extend([f"# HELP passerelle_{name} {help_}", f"# TYPE passerelle_{name} {kind}"])
+            lines.extend(f"passerelle_{name}{labels} {value}" for labels, value in samples)
+
+        service = f'service="{settings.service}"'
+        if runtime.relay:
+            metric("relay_lag_events", "gauge", "events stored but not yet acknowledged by Kafka",
+                   [(f"{{{service}}}", await asyncio.to_thread(runtime.relay.lag))])
+            metric("relay_published_total", "counter", "events published since start",
+                   [(f"{{{service}}}", runtime.relay.published)])
+        metric("consumer_lag_records", "gauge", "records on Kafka not yet processed",
+               [(f'{{{service},partition="{p}"}}', lag) for c in runtime.consumers for p, lag in c.lag_by_partition.items()])
+        metric("consumer_processed_total", "counter", "records processed since start",
+               [(f'{{{service},topics="{",".join(c.topics)}"}}', c.processed) for c in runtime.consumers])
+        metric("consumer_parked_total", "counter", "records parked in the dead-letter topic since start",
+               [(f'{{{service},topics="{",".join(c.topics)}"}}', c.parked) for c in runtime.consumers])
+        metric("commands_total", "counter", "commands answered, by route and status",
+               [(f'{{{service},route="{route}",status="{status}"}}', n) for (route, status), n in sorted(runtime.commands.items())])
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])

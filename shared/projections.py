@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from alembic import command
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from alembic.config import Config
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, create_engine, event, select, update
 
@@ -157,7 +158,8 @@ class Projector:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.catch_up()
+                with suppress_instrumentation():  # polling is not worth a trace
+                    self.catch_up()
             except Exception:
                 log.exception("projector failed; retrying")
             self._wake.wait(self.poll_interval)

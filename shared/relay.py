@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Tracking
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind
 
 from shared.envelope import CONTENT_TYPE, build_envelope, encode
@@ -156,9 +157,10 @@ class Relay:
 
     async def publish_batch(self, kafka: AIOKafkaProducer) -> int:
         """Publish the next batch and record its position; returns how many were published."""
-        notifications = await asyncio.to_thread(
-            self.app.recorder.select_notifications, self.position, self.batch_size, None, (), inclusive_of_start=False
-        )
+        with suppress_instrumentation():  # polling is not worth a trace; the publish spans are
+            notifications = await asyncio.to_thread(
+                self.app.recorder.select_notifications, self.position, self.batch_size, None, (), inclusive_of_start=False
+            )
         if not notifications:
             return 0
         records = await asyncio.to_thread(self._records, notifications)
@@ -168,7 +170,8 @@ class Relay:
             span.end()
         await asyncio.gather(*acks)  # every record acknowledged by all in-sync replicas
         last = notifications[-1].id
-        await asyncio.to_thread(self.app.record_tracking, Tracking(self.tracking_name, last))
+        with suppress_instrumentation():
+            await asyncio.to_thread(self.app.record_tracking, Tracking(self.tracking_name, last))
         self.position = last
         self.sequence += len(notifications)
         self.published += len(notifications)

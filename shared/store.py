@@ -34,6 +34,7 @@ from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 
 from shared.settings import Settings
+from shared.telemetry import traced
 
 META = "_meta"
 
@@ -333,6 +334,7 @@ class ServiceApplication(Application[UUID]):
         with self._listeners_lock:
             self._save_listeners.append(listener)
 
+    @traced("eventstore save")
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         tracking = None
         state = _processing.get()

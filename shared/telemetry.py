@@ -98,6 +98,13 @@ def setup(service: str, exporter: str = "none", log_level: str = "INFO") -> None
     elif exporter.startswith("file:"):
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(exporter[5:])))
     trace.set_tracer_provider(provider)
+    # The store (psycopg) and the read models (SQLAlchemy) appear in the trace. Instrumentors
+    # are process-wide singletons: done once, here, before any engine or pool exists.
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    PsycopgInstrumentor().instrument(tracer_provider=provider)
+    SQLAlchemyInstrumentor().instrument(tracer_provider=provider)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))

@@ -228,3 +228,10 @@ def test_health_and_readiness(intake):
         assert time.monotonic() < deadline, r.text
         time.sleep(0.2)
     assert r.json()["checks"]["store"] == "ok"
+
+
+def test_metrics_count_commands_and_show_lags(intake):
+    intake.post("/v1/projects", json=body(), headers=intake.officer)
+    text = intake.get("/metrics").text
+    assert 'passerelle_commands_total{service="intake",route="/v1/projects",status="201"} 1' in text
+    assert "passerelle_relay_lag_events" in text and "passerelle_consumer_processed_total" in text
