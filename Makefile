@@ -1,0 +1,61 @@
+# Passerelle: local commands. `make` (or `make help`) lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY = $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+ROLE ?=
+SUB ?=
+PARTNER ?=
+ARGS ?=
+
+.PHONY: help venv setup run test token bench kafka-fetch clean
+
+help: ## list the targets
+	@echo "Passerelle: make <target>"
+	@echo
+	@echo "  setup        create .venv (Python 3.11) and pip install -e '.[dev]' (again when pyproject.toml changes)"
+	@echo "  run          Kafka + the services on SQLite under var/, seeded; foreground, Ctrl-C stops everything"
+	@echo "  test         PostgreSQL + a clean test Kafka (127.0.0.1:19092), then pytest; ARGS='...' go to pytest"
+	@echo "  token        a bearer token: make token ROLE=<role> [SUB=<user id>] [PARTNER=<partner id>]"
+	@echo "  bench        the benchmarks (python -m bench) with the test infrastructure; ARGS='...' go to bench"
+	@echo "  kafka-fetch  fetch the Kafka jars from Maven Central into \$${PASSERELLE_CACHE:-~/.cache/passerelle}"
+	@echo "  clean        remove var/ (data, logs, Kafka data); keeps the venv and the jar cache"
+	@echo
+	@echo "  Addresses: intake 127.0.0.1:8001, partners :8002, funding :8003, followup :8004, audit :8005, Kafka :9092"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	exec $(PY) -m deploy.run
+
+test: setup
+	deploy/test.sh $(ARGS)
+
+bench: setup
+	deploy/test.sh --bench $(ARGS)
+
+token: setup
+	@test -n "$(ROLE)" || { echo "usage: make token ROLE=<role> [SUB=<user id>] [PARTNER=<partner id>]" >&2; exit 2; }
+	@$(PY) -m shared.cli token --role $(ROLE) $(if $(SUB),--sub $(SUB)) $(if $(PARTNER),--partner $(PARTNER))
+
+kafka-fetch:
+	deploy/kafka.sh fetch
+
+clean:
+	@if [ -f var/kafka/kafka.pid ]; then deploy/kafka.sh stop; fi
+	@if [ -f var/test-kafka/kafka.pid ]; then KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_DATA_DIR=$(CURDIR)/var/test-kafka deploy/kafka.sh stop; fi
+	@if [ -f var/postgres.started-by-us ]; then deploy/postgres.sh stop; fi
+	rm -rf var

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The body of `make test` (and so of .ci/run): PostgreSQL, a clean Kafka for tests on
+# 19092/19093 (data var/test-kafka, wiped at each run), then pytest; both stopped on exit.
+#
+#   deploy/test.sh [PYTEST ARGS...]     .venv/bin/python -m pytest -q -p no:cacheprovider ARGS
+#   deploy/test.sh --bench [ARGS...]    .venv/bin/python -m bench ARGS, with the same infrastructure
+#
+# Exported for the tests: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 PASSERELLE_TEST_POSTGRES=1
+#   POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=<cluster port> POSTGRES_USER=passerelle POSTGRES_PASSWORD=passerelle
+# PASSERELLE_ALLOW_NO_TESTS=1 turns pytest's "no tests collected" (exit 5) into success (.ci/run sets it).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PY="$REPO/.venv/bin/python"
+[ -x "$PY" ] || { echo "test.sh: no $PY: run 'make setup' first" >&2; exit 2; }
+
+MODE=pytest
+if [ "${1:-}" = "--bench" ]; then
+    MODE=bench
+    shift
+fi
+
+TEST_KAFKA_DIR="$REPO/var/test-kafka"
+test_kafka() {
+    KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_DATA_DIR="$TEST_KAFKA_DIR" "$REPO/deploy/kafka.sh" "$@"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    echo "test.sh: stopping test infrastructure"
+    test_kafka stop || true
+    "$REPO/deploy/postgres.sh" stop || true
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=$SECONDS
+"$REPO/deploy/postgres.sh" start
+POSTGRES_PORT="$("$REPO/deploy/postgres.sh" port)"
+
+# A clean broker for every run (a leftover one from an interrupted run is stopped first).
+test_kafka stop >/dev/null
+rm -rf "$TEST_KAFKA_DIR"
+test_kafka start
+echo "test.sh: infrastructure ready in $((SECONDS - started))s"
+
+export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092
+export PASSERELLE_TEST_POSTGRES=1
+export POSTGRES_HOST=127.0.0.1
+export POSTGRES_PORT
+export POSTGRES_USER=passerelle
+export POSTGRES_PASSWORD=passerelle
+
+set +e
+if [ "$MODE" = bench ]; then
+    "$PY" -m bench "$@"
+    rc=$?
+else
+    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    rc=$?
+    if [ "$rc" = 5 ] && [ "${PASSERELLE_ALLOW_NO_TESTS:-0}" = 1 ]; then
+        echo "test.sh: pytest collected no tests (exit 5), accepted because PASSERELLE_ALLOW_NO_TESTS=1"
+        rc=0
+    fi
+fi
+set -e
+exit "$rc"
