@@ -5,8 +5,10 @@
 #   deploy/test.sh [PYTEST ARGS...]     .venv/bin/python -m pytest -q -p no:cacheprovider ARGS
 #   deploy/test.sh --bench [ARGS...]    .venv/bin/python -m bench ARGS, with the same infrastructure
 #
-# Exported for the tests: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 PASSERELLE_TEST_POSTGRES=1
+# Exported for the tests: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 (TEST_KAFKA_PORT) PASSERELLE_TEST_POSTGRES=1
 #   POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=<cluster port> POSTGRES_USER=passerelle POSTGRES_PASSWORD=passerelle
+# TEST_KAFKA_PORT / TEST_KAFKA_CONTROLLER_PORT (default 19092 / 19093) move the test broker, e.g.
+# for a second clone running its tests at the same time.
 # PASSERELLE_ALLOW_NO_TESTS=1 turns pytest's "no tests collected" (exit 5) into success (.ci/run sets it).
 set -euo pipefail
 
@@ -21,9 +23,12 @@ if [ "${1:-}" = "--bench" ]; then
     shift
 fi
 
+TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
+TEST_KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19093}"
 TEST_KAFKA_DIR="$REPO/var/test-kafka"
 test_kafka() {
-    KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_DATA_DIR="$TEST_KAFKA_DIR" "$REPO/deploy/kafka.sh" "$@"
+    KAFKA_PORT="$TEST_KAFKA_PORT" KAFKA_CONTROLLER_PORT="$TEST_KAFKA_CONTROLLER_PORT" KAFKA_DATA_DIR="$TEST_KAFKA_DIR" \
+        "$REPO/deploy/kafka.sh" "$@"
 }
 
 cleanup() {
@@ -48,7 +53,7 @@ rm -rf "$TEST_KAFKA_DIR"
 test_kafka start
 echo "test.sh: infrastructure ready in $((SECONDS - started))s"
 
-export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092
+export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$TEST_KAFKA_PORT
 export PASSERELLE_TEST_POSTGRES=1
 export POSTGRES_HOST=127.0.0.1
 export POSTGRES_PORT
