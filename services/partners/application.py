@@ -17,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 
 from services.partners.domain import (
     Assignment,
@@ -218,10 +218,3 @@ class PartnersApplication(ServiceApplication):
         except AggregateNotFoundError:
             return None
         return found if isinstance(found, Assignment) else None
-
-    def caseload(self, partner_id: UUID) -> int:
-        """Dossiers the partner follows now, as the read model knows it."""
-        with self._read_models().engine.connect() as conn:
-            found = conn.execute(select(func.coalesce(partners.c.caseload, 0))
-                                 .where(partners.c.id == str(partner_id))).scalar()
-        return int(found or 0)
