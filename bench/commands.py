@@ -1,0 +1,269 @@
+"""Part 1: the command path beside the library's raw save rate, on the same PostgreSQL server.
+
+Command path: `POST /v1/projects` with N concurrent HTTP clients (httpx.AsyncClient, one
+connection each) against intake served by a real uvicorn process
+(`python -m services.intake.main`, PostgreSQL store, its relay publishing to Kafka and
+its projector running, as in production). Every body has a distinct promoter, so no
+dossier is a duplicate: each request is one `submit_project`, which saves a new Project
+(ProjectSubmitted, EligibilityAssessed) and a new Person (PersonRegistered,
+DossierOpened): 2 aggregates, 4 events, one transaction; plus the person's data key
+(one more transaction, in the vault).
+
+Raw, beside it: a plain `eventsourcing.application.Application` with the library's
+built-in PostgreSQL recorder, in this process, N threads, the same pool settings as a
+service's store:
+  - raw/4: one `save()` of the same two new aggregates (real intake Project + Person,
+    4 events) per call: the fair comparison for the command path;
+  - raw/1: one `save()` of one new aggregate with one event per call (reference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from bench.infra import CpuMeter, Infra, ServiceProcess, percentile, short_cpu
+from bench.report import Figure
+from services.intake.application import load_rules, new_reference
+from services.intake.domain import Person, Project
+from shared.auth import issue_token
+
+PART = "1 commands"
+TARGET_PCT = 70.0
+
+
+def dossier_body(unique: str) -> dict[str, Any]:
+    return {
+        "promoter": {"given_name": "Awa", "family_name": f"Diop{unique}", "birth_date": "1990-01-01",
+                     "phone": "+33 6 12 34 56 78", "residence_status": "regular"},
+        "country": "SN", "french_region": "FR-IDF", "sector": "trade", "title": "Boutique", "description": "",
+        "requested_amount_cents": 500000, "own_contribution_cents": 100000, "planned_jobs": 2,
+    }
+
+
+@dataclass
+class Load:
+    """One measurement: completions inside the measuring window, their latencies."""
+
+    what: str
+    concurrency: int
+    window_s: float
+    latencies: list[float] = field(default_factory=list)  # seconds
+    errors: Counter[str] = field(default_factory=Counter)
+    cpu: dict[str, Any] = field(default_factory=dict)
+    events_per_op: int = 1
+
+    @property
+    def ops_per_s(self) -> float:
+        return len(self.latencies) / self.window_s
+
+    def summary(self) -> dict[str, Any]:
+        ms = [x * 1000 for x in self.latencies]
+        return {
+            "what": self.what, "concurrency": self.concurrency, "window_s": self.window_s,
+            "ops": len(ms), "ops_per_s": round(self.ops_per_s, 1),
+            "events_per_s": round(self.ops_per_s * self.events_per_op, 1),
+            "p50_ms": round(percentile(ms, 50), 2), "p99_ms": round(percentile(ms, 99), 2),
+            "errors": dict(self.errors), "cpu": self.cpu,
+        }
+
+
+# --- the command path, over HTTP ------------------------------------------------------------
+
+async def http_load(base_url: str, token: str, clients: int, warmup: float, duration: float, tag: str,
+                    cpu_names: dict[int, str]) -> Load:
+    load = Load("POST /v1/projects", clients, duration, events_per_op=4)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {token}"}
+    samples: list[tuple[float, float]] = []
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
+        start = time.perf_counter()
+        t_measure, t_end = start + warmup, start + warmup + duration
+        meter: list[CpuMeter] = []
+
+        async def start_meter() -> None:
+            await asyncio.sleep(max(0.0, t_measure - time.perf_counter()))
+            meter.append(CpuMeter(cpu_names).start())
+
+        async def worker(i: int) -> None:
+            n = 0
+            while time.perf_counter() < t_end:
+                n += 1
+                body = dossier_body(f"{tag}c{clients}w{i}n{n}")
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post("/v1/projects", json=body)
+                except httpx.HTTPError as exc:
+                    load.errors[type(exc).__name__] += 1
+                    continue
+                t1 = time.perf_counter()
+                if response.status_code != 201:
+                    load.errors[f"HTTP {response.status_code}"] += 1
+                    continue
+                samples.append((t0, t1))
+
+        metering = asyncio.create_task(start_meter())
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        await metering
+        load.cpu = meter[0].stop() if meter else {}
+    # Completions inside the window (requests still running at its end are not counted).
+    load.latencies = [t1 - t0 for t0, t1 in samples if t_measure <= t1 <= t_end]
+    return load
+
+
+# --- raw library saves ----------------------------------------------------------------------
+
+class RawBench(Application):
+    """The library's Application, nothing of Passerelle's kernel: default mapper, built-in recorder."""
+
+
+class Item(Aggregate):
+    @event("Created")
+    def __init__(self, name: str, qty: int):
+        self.name = name
+        self.qty = qty
+
+
+def raw_env(infra: Infra, dbname: str, pool_size: int) -> dict[str, str]:
+    """The same library settings as a service's store (shared.settings.Settings.eventsourcing_env)."""
+    settings = infra.settings("raw", dbname, "", infra.work_dir, postgres_pool_size=pool_size)
+    return settings.eventsourcing_env()
+
+
+def make_intake_pair(rules: Any, ciphertext_len: int) -> Callable[[], tuple[Any, ...]]:
+    """Two new aggregates with four events, as submit_project makes them (ProjectSubmitted,
+    EligibilityAssessed, PersonRegistered, DossierOpened)."""
+
+    def make() -> tuple[Any, ...]:
+        person_id = uuid.uuid4()
+        project = Project(
+            reference=new_reference(), person_id=person_id,
+            promoter_ciphertext=base64.b64encode(os.urandom(ciphertext_len)).decode(), country="SN",
+            french_region="FR-IDF", sector="trade", title="Boutique", description="",
+            requested_amount_cents=500000, own_contribution_cents=100000, planned_jobs=2,
+        )
+        person = Person(person_id=person_id)
+        person.open_dossier(project.id)
+        project.screen(rules, [])
+        return project, person
+
+    return make
+
+
+def make_item() -> tuple[Any, ...]:
+    return (Item("item", 1),)
+
+
+def raw_load(app: Application, make: Callable[[], tuple[Any, ...]], threads: int, warmup: float,
+             duration: float, what: str, events_per_op: int, cpu_names: dict[int, str]) -> Load:
+    load = Load(what, threads, duration, events_per_op=events_per_op)
+    samples: list[list[tuple[float, float]]] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    t_bounds: list[float] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        t_end = t_bounds[1]
+        mine = samples[i]
+        while time.perf_counter() < t_end:
+            objs = make()
+            t0 = time.perf_counter()
+            try:
+                app.save(*objs)
+            except Exception as exc:  # noqa: BLE001
+                load.errors[type(exc).__name__] += 1
+                continue
+            mine.append((t0, time.perf_counter()))
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    start = time.perf_counter()
+    t_bounds[:] = [start + warmup, start + warmup + duration]
+    barrier.wait()
+    time.sleep(max(0.0, t_bounds[0] - time.perf_counter()))
+    meter = CpuMeter(cpu_names).start()
+    time.sleep(max(0.0, t_bounds[1] - time.perf_counter()))
+    load.cpu = meter.stop()
+    for t in pool:
+        t.join()
+    load.latencies = [t1 - t0 for mine in samples for t0, t1 in mine if t_bounds[0] <= t1 <= t_bounds[1]]
+    return load
+
+
+# --- the part -------------------------------------------------------------------------------
+
+async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, duration: float,
+              log: Callable[[str], None]) -> tuple[list[Figure], dict[str, Any]]:
+    prefix = infra.prefix("cmd")
+    data_dir = infra.work_dir / "cmd"
+    for db in ("bench_intake", "bench_raw"):
+        infra.reset_database(db)
+    settings = infra.settings("intake", "bench_intake", prefix, data_dir)
+    await infra.create_topics(settings)
+    token = issue_token(settings, "intake_officer", sub="bench")
+
+    intake = ServiceProcess("intake", infra, settings)
+    stack.callback(intake.stop)
+    intake.start()
+    await intake.wait_ready()
+    log(f"intake up on {intake.base_url} (pid {intake.pid}), database bench_intake, topics {prefix}*")
+    cpu_names = infra.cpu_names(intake=intake.pid)
+
+    # The raw application: same server, same library settings (pool 10 + overflow 10) as the service.
+    raw = RawBench(env=raw_env(infra, "bench_raw", settings.postgres_pool_size))
+    stack.callback(raw.close)
+    rules = load_rules()
+    # The promoter ciphertext submit_project stores: base64(nonce + AES-GCM(json) + tag).
+    import json
+
+    plain = json.dumps({**dossier_body("x" * 12)["promoter"], "email": None}, sort_keys=True)
+    pair = make_intake_pair(rules, 12 + len(plain) + 16)
+
+    # Warm both paths (connections, imports, first-request costs).
+    await http_load(intake.base_url, token, 2, 0.0, 1.0, f"{infra.run_id}warm", cpu_names)
+    await asyncio.to_thread(raw_load, raw, pair, 2, 0.0, 0.5, "warm", 4, cpu_names)
+    await intake.wait_quiet()
+
+    details: dict[str, Any] = {"levels": []}
+    figures: list[Figure] = []
+    for n in levels:
+        log(f"command path, {n} client(s): {warmup:g} s warm-up + {duration:g} s")
+        cmd = await http_load(intake.base_url, token, n, warmup, duration, infra.run_id, cpu_names)
+        await intake.wait_quiet()  # intake's relay and projector catch up before the raw runs
+        log(f"raw save of 2 aggregates / 4 events, {n} thread(s)")
+        raw4 = await asyncio.to_thread(raw_load, raw, pair, n, warmup, duration, "raw save 2 aggregates/4 events", 4,
+                                       cpu_names)
+        log(f"raw save of 1 aggregate / 1 event, {n} thread(s)")
+        raw1 = await asyncio.to_thread(raw_load, raw, make_item, n, warmup, duration, "raw save 1 aggregate/1 event", 1,
+                                       cpu_names)
+        level = {"concurrency": n, "command": cmd.summary(), "raw4": raw4.summary(), "raw1": raw1.summary()}
+        details["levels"].append(level)
+        pct = 100 * cmd.ops_per_s / raw4.ops_per_s if raw4.ops_per_s else float("nan")
+        c = cmd.summary()
+        errors = f"; errors {dict(cmd.errors)}" if cmd.errors else ""
+        figures += [
+            Figure(PART, f"N={n} POST /v1/projects", cmd.ops_per_s, "req/s",
+                   note=f"p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms; {c['events_per_s']:.0f} events/s{errors}"),
+            Figure(PART, f"N={n} raw save 2 agg/4 ev", raw4.ops_per_s, "saves/s",
+                   note=f"p50 {raw4.summary()['p50_ms']} ms, p99 {raw4.summary()['p99_ms']} ms"),
+            Figure(PART, f"N={n} raw save 1 agg/1 ev", raw1.ops_per_s, "saves/s",
+                   note=f"p50 {raw1.summary()['p50_ms']} ms, p99 {raw1.summary()['p99_ms']} ms (reference)"),
+            Figure(PART, f"N={n} command path / raw 4-event save", pct, "%", (">=", TARGET_PCT),
+                   note=f"during the command run: {short_cpu(cmd.cpu)}"),
+        ]
+        log(f"  N={n}: command {cmd.ops_per_s:.0f} req/s (p50 {c['p50_ms']} ms), raw/4 {raw4.ops_per_s:.0f} saves/s, "
+            f"raw/1 {raw1.ops_per_s:.0f} saves/s -> {pct:.0f} %")
+    intake.stop()
+    return figures, details
