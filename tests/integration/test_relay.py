@@ -23,9 +23,11 @@ from tests.integration.sample import SampleApplication
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def sample(make_settings):
+@pytest.fixture(params=["postgres", "sqlite"])
+def sample(make_settings, request):
     settings = make_settings("sample")
+    if request.param == "sqlite":
+        settings = settings.model_copy(update={"persistence": "sqlite"})
     asyncio.run(create_topics(settings, [Topic("sample.events", 3)]))
     app = SampleApplication(settings)
     yield settings, app
