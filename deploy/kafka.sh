@@ -74,9 +74,10 @@ cmd_fetch() {
     # A copy of the pom in the cache so Maven writes nothing (target/) into the repository.
     cp "$POM" "$KAFKA_HOME/pom.xml"
     if ! (cd "$KAFKA_HOME" && mvn -q -B -Dstyle.color=never -f "$KAFKA_HOME/pom.xml" dependency:copy-dependencies \
-            -DoutputDirectory="$tmp" -DincludeScope=runtime); then
+            -DoutputDirectory="$tmp" -DincludeScope=runtime) > "$KAFKA_HOME/fetch.log" 2>&1; then
+        tail -n 40 "$KAFKA_HOME/fetch.log" >&2
         rm -rf "$tmp"
-        die "mvn could not fetch the Kafka jars (see above)"
+        die "mvn could not fetch the Kafka jars (log: $KAFKA_HOME/fetch.log)"
     fi
     ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "fetch finished without kafka_2.13-$KAFKA_VERSION.jar"
     rm -rf "$LIBS"
