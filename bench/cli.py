@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bench.infra import Infra, dump_json, machine_facts
+from bench.infra import Infra, Spy, dump_json, machine_facts
 from bench.report import Figure, print_table
 from shared.settings import REPO_ROOT
 
@@ -52,6 +52,8 @@ def main(
     poll_ms: Annotated[float, typer.Option(envvar="BENCH_POLL_MS", help="GET /v1/projects/{id} every this often")] = 5.0,
     wait_partners: Annotated[float, typer.Option(envvar="BENCH_WAIT_PARTNERS_MINUTES",
                                                  help="how long to wait for services/partners to exist")] = 40.0,
+    profile: Annotated[bool, typer.Option(envvar="BENCH_PROFILE",
+                                          help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
     out: Annotated[Path, typer.Option(envvar="BENCH_OUT")] = REPO_ROOT / "var" / "bench" / "results.json",
 ) -> None:
     """Measure the command path, the relay and the round trip; print the figures and their targets."""
@@ -68,7 +70,7 @@ def main(
     sizes = {"parts": chosen, "clients": _ints(clients), "warmup_s": warmup, "duration_s": duration,
              "relay_events": relay_events, "relay_repeats": relay_repeats, "roundtrips": roundtrips,
              "roundtrip_concurrency": roundtrip_concurrency, "roundtrips_concurrent": roundtrips_concurrent,
-             "poll_ms": poll_ms}
+             "poll_ms": poll_ms, "profile": profile}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -93,7 +95,7 @@ def main(
                 from bench import commands
 
                 f, d = await commands.run(infra, stack, levels=_ints(clients), warmup=warmup, duration=duration,
-                                          log=_log)
+                                          log=_log, spy=Spy(profile))
                 figures.extend(f)
                 details["commands"] = d
                 save("partial")
@@ -109,7 +111,8 @@ def main(
 
                 f, d = await roundtrip.run(infra, stack, sequential=roundtrips, concurrency=roundtrip_concurrency,
                                            concurrent=roundtrips_concurrent, poll_ms=poll_ms,
-                                           wait_partners_minutes=wait_partners, log=_log)
+                                           wait_partners_minutes=wait_partners, log=_log,
+                                           spy=Spy(profile))
                 figures.extend(f)
                 details["roundtrip"] = d
 

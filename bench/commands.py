@@ -33,7 +33,7 @@ import httpx
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from bench.infra import CpuMeter, Infra, ServiceProcess, percentile, short_cpu
+from bench.infra import CpuMeter, Infra, ServiceProcess, Spy, percentile, short_cpu
 from bench.report import Figure
 from services.intake.application import load_rules, new_reference
 from services.intake.domain import Person, Project
@@ -205,7 +205,8 @@ def raw_load(app: Application, make: Callable[[], tuple[Any, ...]], threads: int
 # --- the part -------------------------------------------------------------------------------
 
 async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, duration: float,
-              log: Callable[[str], None]) -> tuple[list[Figure], dict[str, Any]]:
+              log: Callable[[str], None], spy: Spy | None = None) -> tuple[list[Figure], dict[str, Any]]:
+    spy = spy or Spy(False)
     prefix = infra.prefix("cmd")
     data_dir = infra.work_dir / "cmd"
     for db in ("bench_intake", "bench_raw"):
@@ -240,7 +241,9 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
     figures: list[Figure] = []
     for n in levels:
         log(f"command path, {n} client(s): {warmup:g} s warm-up + {duration:g} s")
+        spy.start(intake.pid, infra.work_dir / f"profile-commands-{n}-intake.txt")
         cmd = await http_load(intake.base_url, token, n, warmup, duration, infra.run_id, cpu_names)
+        details.setdefault("profiles", []).extend(spy.stop())
         await intake.wait_quiet()  # intake's relay and projector catch up before the raw runs
         log(f"raw save of 2 aggregates / 4 events, {n} thread(s)")
         raw4 = await asyncio.to_thread(raw_load, raw, pair, n, warmup, duration, "raw save 2 aggregates/4 events", 4,

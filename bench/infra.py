@@ -204,6 +204,44 @@ class ServiceProcess:
             self._log = None
 
 
+class Spy:
+    """Optional: py-spy sampling a service process (all threads, idle included) while a series runs.
+
+    Only with `--profile` and py-spy installed beside the interpreter (`pip install py-spy`;
+    not a project dependency). Writes py-spy's "raw" collapsed stacks, one file per series.
+    """
+
+    def __init__(self, enabled: bool):
+        self.binary = Path(sys.executable).with_name("py-spy")
+        self.enabled = enabled and self.binary.exists()
+        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, pid: int | None, path: Path) -> None:
+        if not self.enabled or pid is None:
+            return
+        proc = subprocess.Popen(
+            [str(self.binary), "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(path), "--idle",
+             "--threads", "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.running.append((proc, path))
+
+    def stop(self) -> list[str]:
+        written = []
+        for proc, path in self.running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            if path.exists():
+                written.append(str(path))
+        self.running.clear()
+        return written
+
+
 # --- statistics -------------------------------------------------------------------------------
 
 def percentile(values: list[float], q: float) -> float:
