@@ -22,7 +22,7 @@ from rich.table import Table
 from shared.auth import issue_token
 from shared.settings import SERVICE_PORTS, Settings
 
-console = Console()
+console = Console(width=160)
 
 SUPPORT_STRUCTURES = [
     ("Association Île-de-France Entreprendre Solidaire", "FR-IDF", 40),
@@ -55,7 +55,9 @@ DOSSIERS = [
     ("Ibrahima", "Fall", "1975-04-04", "FR-IDF", "SN", "agriculture", "Élevage avicole à Mbour", 900_000, 100_000, 3),
     ("Awa", "Diop", "1988-03-14", "FR-IDF", "SN", "crafts", "Second dossier de la même promotrice", 300_000, 50_000, 1),
 ]
-ADVANCE = 4  # how many assigned dossiers are taken through preparation and the feasibility study
+# The dossiers (by their place in DOSSIERS) taken through preparation and the feasibility study:
+# always the same ones, so that seeding again replays the same requests and writes nothing.
+ADVANCE = (0, 1, 2, 3)
 
 
 def url(service: str) -> str:
@@ -99,12 +101,9 @@ class Seeder:
             ids.append(created["id"])
 
         dossiers = self.wait_for_assignments(ids)
-        advanced = 0
-        for d in dossiers:
-            if advanced >= ADVANCE or d["status"] not in ("assigned", "preparing", "feasibility"):
-                continue
-            self.advance(d)
-            advanced += 1
+        for i in ADVANCE:
+            if dossiers[i]["status"] in ("assigned", "preparing", "feasibility"):
+                self.advance(dossiers[i])
         self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
         return 0
 
@@ -143,12 +142,19 @@ class Seeder:
             self.post("intake", f"/v1/projects/{pid}/committee", f"{key}-committee")
 
     def show(self, dossiers: list[dict[str, Any]]) -> None:
+        names = {p["id"]: p["name"] for p in self.get("partners", "/v1/partners?limit=200")["items"]}
         table = Table(title="Demonstration dossiers")
-        for column in ("reference", "country", "region", "status", "support structure", "local operator"):
-            table.add_column(column)
+        for column in ("reference", "country", "region", "status", "support structure", "local operator", "note"):
+            table.add_column(column, overflow="fold")
         for d in dossiers:
+            note = ""
+            if d["status"] == "ineligible":
+                note = "; ".join(d["eligibility"]["reasons"])
+            elif d["status"] == "eligible" and self.get_assignment_status(d["id"]) == "pending":
+                missing = self.get("partners", f"/v1/assignments/{d['id']}")["missing"]
+                note = f"waiting for a {' and a '.join(m.replace('_', ' ') for m in missing)}"
             table.add_row(d["reference"], d["country"], d["french_region"], d["status"],
-                          (d["support_structure_id"] or "-")[:8], (d["local_operator_id"] or "-")[:8])
+                          names.get(d["support_structure_id"], "-"), names.get(d["local_operator_id"], "-"), note)
         console.print(table)
 
 
