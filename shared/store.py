@@ -177,7 +177,7 @@ class _SideTables:
     """SQL shared by both recorders: idempotency keys, parked records, log positions.
 
     Rows are written by `_insert_events`, inside the library's own transaction, from
-    keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`.
+    keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`, `data_keys=`.
     """
 
     ph = "?"
@@ -192,6 +192,10 @@ class _SideTables:
     def parked_table(self) -> str:
         return f"{self.prefix}parked"
 
+    @property
+    def data_keys_table(self) -> str:
+        return f"{self.prefix}data_keys"
+
     def side_table_statements(self) -> list[str]:
         blob = "BYTEA" if self.ph == "%s" else "BLOB"
         return [
@@ -201,6 +205,8 @@ class _SideTables:
             " topic TEXT NOT NULL, part INTEGER NOT NULL, record_offset BIGINT NOT NULL, record_key TEXT NOT NULL,"
             f" value {blob} NOT NULL, headers TEXT NOT NULL, error TEXT NOT NULL, status TEXT NOT NULL,"
             " PRIMARY KEY (topic, part, record_offset))",
+            # Per-person data keys (wrapped): deleting one erases that person's data everywhere.
+            f"CREATE TABLE IF NOT EXISTS {self.data_keys_table} (key_id TEXT PRIMARY KEY, wrapped {blob} NOT NULL)",
         ]
 
     def _write_side_rows(self, curs: Any, kwargs: dict[str, Any]) -> None:
@@ -211,6 +217,8 @@ class _SideTables:
                 f"INSERT INTO {self.idempotency_table} (key, fingerprint, aggregate_id) VALUES ({p}, {p}, {p})",
                 (record.key, record.fingerprint, record.aggregate_id),
             )
+        for key_id, wrapped in kwargs.get("data_keys", ()):
+            curs.execute(f"INSERT INTO {self.data_keys_table} (key_id, wrapped) VALUES ({p}, {p})", (key_id, wrapped))
         park: ParkedRecord | None = kwargs.get("park")
         if park is not None:
             curs.execute(
@@ -256,6 +264,13 @@ class _SideTables:
             ParkedRecord(r[0], r[1], r[2], r[3], bytes(r[4]), [(k, v.encode("latin-1")) for k, v in json.loads(r[5])], r[6], r[7])
             for r in rows
         ]
+
+    def find_data_key(self, key_id: str) -> bytes | None:
+        rows = self._rows(f"SELECT wrapped FROM {self.data_keys_table} WHERE key_id = {self.ph}", (key_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def delete_data_key(self, key_id: str) -> None:
+        self._run(f"DELETE FROM {self.data_keys_table} WHERE key_id = {self.ph}", (key_id,))
 
     def count_notifications(self, up_to: int) -> int:
         """How many notifications have ids <= up_to: the `sequence` of the next one."""

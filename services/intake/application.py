@@ -28,9 +28,9 @@ def load_rules(path: Path | None = None) -> RuleSet:
 class IntakeApplication(ServiceApplication):
     name = "intake"
 
-    def __init__(self, settings: Settings, vault: PersonalDataVault, rules: RuleSet | None = None):
+    def __init__(self, settings: Settings, master_key: bytes, rules: RuleSet | None = None):
         super().__init__(settings)
-        self.vault = vault
+        self.vault = PersonalDataVault(self.recorder, master_key)
         self.rules = rules or load_rules()
 
     # --- commands -------------------------------------------------------------------
@@ -41,21 +41,22 @@ class IntakeApplication(ServiceApplication):
                        planned_jobs: int) -> Project:
         """Take in a dossier, screen it against the rules in force, in one transaction."""
         person_id = self.vault.person_id(promoter["given_name"], promoter["family_name"], promoter["birth_date"])
-        ciphertext = self.vault.encrypt(person_id, promoter)
+        sealed = self.vault.seal(person_id, promoter)
         try:
             person: Person = self.repository.get(person_id)
         except AggregateNotFoundError:
             person = Person(person_id=person_id)
         others = [str(p.id) for p in self._projects(person.project_ids) if p.counts_as_aid]
         project = Project(
-            reference=new_reference(), person_id=person_id, promoter_ciphertext=ciphertext, country=country,
+            reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext, country=country,
             french_region=french_region, sector=sector, title=title, description=description,
             requested_amount_cents=requested_amount_cents, own_contribution_cents=own_contribution_cents,
             planned_jobs=planned_jobs,
         )
         person.open_dossier(project.id)
         project.screen(self.rules, others)
-        self.save(project, person)
+        # The person's new key, if any, commits with the events that use it.
+        self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [])
         return project
 
     def _projects(self, ids: list[str]) -> list[Project]:
@@ -112,8 +113,8 @@ class IntakeApplication(ServiceApplication):
         except AggregateNotFoundError:
             raise NotFound("person", person_id) from None
         person.forget()
-        self.vault.forget(person_id)
         self.save(person)
+        self.vault.forget(person_id)
 
     # --- queries ---------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class IntakeApplication(ServiceApplication):
         from services.intake.personal_data import KeyErased
 
         try:
-            return self.vault.decrypt(project.person_id, project.promoter_ciphertext)
+            return self.vault.open(project.person_id, project.promoter_ciphertext)
         except KeyErased:
             return None
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.intake import api, consumers, projections
 from services.intake.application import IntakeApplication
-from services.intake.personal_data import PersonalDataVault, load_master_key
+from services.intake.personal_data import load_master_key
 from shared import telemetry
 from shared.consumer import Consumer
 from shared.http import Runtime, create_api
@@ -28,9 +28,7 @@ def build(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings(service="intake")
     engine = views_engine(settings)
     migrate(engine, MIGRATIONS)
-    vault = PersonalDataVault(engine, projections.person_keys,
-                              load_master_key(settings.master_key_path or settings.keys_dir / "master.key"))
-    app = IntakeApplication(settings, vault)
+    app = IntakeApplication(settings, load_master_key(settings.master_key_path or settings.keys_dir / "master.key"))
     return Runtime(
         settings=settings,
         app=app,

@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Index, Integer, String, Table, update
 
-from services.intake.personal_data import person_keys_table
 from shared.projections import Projection, views_metadata
 
 metadata = views_metadata()
@@ -32,8 +31,6 @@ dossiers = Table(
     Index("ix_dossiers_v1_country", "country"),
     Index("ix_dossiers_v1_submitted", "submitted_at", "id"),
 )
-
-person_keys = person_keys_table(metadata)
 
 # The status each event leaves a dossier in (None: unchanged).
 _STATUS_AFTER = {

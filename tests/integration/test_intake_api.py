@@ -235,3 +235,18 @@ def test_metrics_count_commands_and_show_lags(intake):
     text = intake.get("/metrics").text
     assert 'passerelle_commands_total{service="intake",route="/v1/projects",status="201"} 1' in text
     assert "passerelle_relay_lag_events" in text and "passerelle_consumer_processed_total" in text
+
+
+def test_forgetting_a_person_erases_their_data_and_keeps_the_dossier(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    detail = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
+    person = detail["person_id"]
+    admin = bearer(intake.settings, "admin", sub="dpo")
+    assert intake.delete(f"/v1/persons/{person}", headers=intake.officer).status_code == 403
+    assert intake.delete(f"/v1/persons/{person}", headers=admin).status_code == 204
+    after = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
+    assert after["promoter"] is None, "nobody can read the promoter's data any more"
+    assert after["requested_amount_cents"] == detail["requested_amount_cents"], "amounts stay whole"
+    again = intake.delete(f"/v1/persons/{person}", headers=admin)
+    assert again.status_code == 409 and again.json()["rule"] == "forget_once"
+    assert intake.delete(f"/v1/persons/{uuid.uuid4()}", headers=admin).status_code == 404
