@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bench.infra import Infra, Spy, dump_json, machine_facts
+from bench.infra import STOP, Infra, Spy, dump_json, machine_facts
 from bench.report import Figure, print_table
 from shared.settings import REPO_ROOT
 
@@ -33,6 +33,7 @@ def _ints(text: str) -> list[int]:
 
 
 def _term_as_interrupt(signum: int, frame: Any) -> None:
+    STOP.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -52,6 +53,8 @@ def main(
     poll_ms: Annotated[float, typer.Option(envvar="BENCH_POLL_MS", help="GET /v1/projects/{id} every this often")] = 5.0,
     wait_partners: Annotated[float, typer.Option(envvar="BENCH_WAIT_PARTNERS_MINUTES",
                                                  help="how long to wait for services/partners to exist")] = 40.0,
+    layers: Annotated[bool, typer.Option(envvar="BENCH_LAYERS",
+                                         help="part 1: also submit_project in-process (no HTTP), to explain it")] = True,
     profile: Annotated[bool, typer.Option(envvar="BENCH_PROFILE",
                                           help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
     out: Annotated[Path, typer.Option(envvar="BENCH_OUT")] = REPO_ROOT / "var" / "bench" / "results.json",
@@ -59,6 +62,7 @@ def main(
     """Measure the command path, the relay and the round trip; print the figures and their targets."""
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _term_as_interrupt)
+    signal.signal(signal.SIGINT, _term_as_interrupt)
     chosen = [p for p in parts.split(",") if p]
     unknown = set(chosen) - set(PARTS)
     if unknown:
@@ -70,7 +74,7 @@ def main(
     sizes = {"parts": chosen, "clients": _ints(clients), "warmup_s": warmup, "duration_s": duration,
              "relay_events": relay_events, "relay_repeats": relay_repeats, "roundtrips": roundtrips,
              "roundtrip_concurrency": roundtrip_concurrency, "roundtrips_concurrent": roundtrips_concurrent,
-             "poll_ms": poll_ms, "profile": profile}
+             "poll_ms": poll_ms, "profile": profile, "layers": layers}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -95,7 +99,7 @@ def main(
                 from bench import commands
 
                 f, d = await commands.run(infra, stack, levels=_ints(clients), warmup=warmup, duration=duration,
-                                          log=_log, spy=Spy(profile))
+                                          log=_log, spy=Spy(profile), layers=layers)
                 figures.extend(f)
                 details["commands"] = d
                 save("partial")
@@ -120,6 +124,7 @@ def main(
     try:
         asyncio.run(run_all())
     except KeyboardInterrupt:
+        STOP.set()
         status = "interrupted"
         _log("[yellow]interrupted: every process started was stopped[/]")
     except Exception:

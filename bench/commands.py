@@ -15,6 +15,10 @@ service's store:
   - raw/4: one `save()` of the same two new aggregates (real intake Project + Person,
     4 events) per call: the fair comparison for the command path;
   - raw/1: one `save()` of one new aggregate with one event per call (reference).
+
+To tell what limits the HTTP figure, `submit_project` is then also called in this
+process with N threads, no HTTP: once with the service's runtime (relay, projector,
+consumer) running beside it, once alone (`in_process_layers`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import httpx
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from bench.infra import CpuMeter, Infra, ServiceProcess, Spy, percentile, short_cpu
+from bench.infra import STOP, CpuMeter, Infra, ServiceProcess, Spy, percentile, short_cpu
 from bench.report import Figure
 from services.intake.application import load_rules, new_reference
 from services.intake.domain import Person, Project
@@ -167,6 +171,13 @@ def make_item() -> tuple[Any, ...]:
 
 def raw_load(app: Application, make: Callable[[], tuple[Any, ...]], threads: int, warmup: float,
              duration: float, what: str, events_per_op: int, cpu_names: dict[int, str]) -> Load:
+    """`threads` threads each calling `app.save(*make())`; the aggregates are made before the clock starts."""
+    return thread_load(make, lambda objs: app.save(*objs), threads, warmup, duration, what, events_per_op, cpu_names)
+
+
+def thread_load(prepare: Callable[[], Any], act: Callable[[Any], Any], threads: int, warmup: float,
+                duration: float, what: str, events_per_op: int, cpu_names: dict[int, str]) -> Load:
+    """`threads` threads each doing `act(prepare())` in a loop; only `act` is timed."""
     load = Load(what, threads, duration, events_per_op=events_per_op)
     samples: list[list[tuple[float, float]]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
@@ -176,11 +187,11 @@ def raw_load(app: Application, make: Callable[[], tuple[Any, ...]], threads: int
         barrier.wait()
         t_end = t_bounds[1]
         mine = samples[i]
-        while time.perf_counter() < t_end:
-            objs = make()
+        while time.perf_counter() < t_end and not STOP.is_set():
+            prepared = prepare()
             t0 = time.perf_counter()
             try:
-                app.save(*objs)
+                act(prepared)
             except Exception as exc:  # noqa: BLE001
                 load.errors[type(exc).__name__] += 1
                 continue
@@ -192,9 +203,9 @@ def raw_load(app: Application, make: Callable[[], tuple[Any, ...]], threads: int
     start = time.perf_counter()
     t_bounds[:] = [start + warmup, start + warmup + duration]
     barrier.wait()
-    time.sleep(max(0.0, t_bounds[0] - time.perf_counter()))
+    STOP.wait(max(0.0, t_bounds[0] - time.perf_counter()))
     meter = CpuMeter(cpu_names).start()
-    time.sleep(max(0.0, t_bounds[1] - time.perf_counter()))
+    STOP.wait(max(0.0, t_bounds[1] - time.perf_counter()))
     load.cpu = meter.stop()
     for t in pool:
         t.join()
@@ -205,7 +216,8 @@ def raw_load(app: Application, make: Callable[[], tuple[Any, ...]], threads: int
 # --- the part -------------------------------------------------------------------------------
 
 async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, duration: float,
-              log: Callable[[str], None], spy: Spy | None = None) -> tuple[list[Figure], dict[str, Any]]:
+              log: Callable[[str], None], spy: Spy | None = None, layers: bool = True
+              ) -> tuple[list[Figure], dict[str, Any]]:
     spy = spy or Spy(False)
     prefix = infra.prefix("cmd")
     data_dir = infra.work_dir / "cmd"
@@ -269,4 +281,67 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
         log(f"  N={n}: command {cmd.ops_per_s:.0f} req/s (p50 {c['p50_ms']} ms), raw/4 {raw4.ops_per_s:.0f} saves/s, "
             f"raw/1 {raw1.ops_per_s:.0f} saves/s -> {pct:.0f} %")
     intake.stop()
+    if layers:
+        figures += await in_process_layers(infra, levels, warmup, duration, log, details)
     return figures, details
+
+
+async def in_process_layers(infra: Infra, levels: list[int], warmup: float, duration: float,
+                            log: Callable[[str], None], details: dict[str, Any]) -> list[Figure]:
+    """What the HTTP figure is made of: `submit_project` called in this process, N threads, no HTTP.
+
+    - with the service's runtime running (relay to Kafka, projector, consumer), as in the
+      service process: the command and its background work, without the HTTP layer;
+    - with nothing running beside it: the command alone (vault key, repository.get, save).
+    The same telemetry as a service process (`shared.telemetry.setup`: SDK spans, store and
+    read-model spans) is set up first; the raw series above ran without it.
+    """
+    from services.intake.main import build
+    from shared import telemetry
+
+    telemetry.setup("bench", "none", "WARNING")
+    by_level: dict[int, dict[str, Any]] = {n: {} for n in levels}
+    for label, started in (("with relay + projector", True), ("alone", False)):
+        db = "bench_inproc_full" if started else "bench_inproc_alone"
+        infra.reset_database(db)
+        settings = infra.settings("intake", db, infra.prefix(f"inproc{int(started)}"), infra.work_dir / "inproc")
+        await infra.create_topics(settings)
+        runtime = build(settings)
+        app = runtime.app
+        if started:
+            await runtime.start()
+        counter = iter(range(10**9))
+
+        def prepare() -> dict[str, Any]:
+            return dossier_body(f"{infra.run_id}ip{int(started)}n{next(counter)}")
+
+        def act(body: dict[str, Any]) -> Any:
+            return app.submit_project(promoter=body["promoter"], **{k: v for k, v in body.items() if k != "promoter"})
+
+        try:
+            await asyncio.to_thread(thread_load, prepare, act, 2, 0.0, 0.5, "warm", 4, {})
+            for n in levels:
+                log(f"in-process submit_project, {label}, {n} thread(s)")
+                load = await asyncio.to_thread(thread_load, prepare, act, n, warmup, duration,
+                                               f"submit_project in-process, {label}", 4, infra.cpu_names())
+                by_level[n][label] = load
+        finally:
+            if started:
+                await runtime.close()
+            else:
+                app.close()
+    figures = []
+    for n in levels:
+        with_bg, alone = by_level[n]["with relay + projector"], by_level[n]["alone"]
+        details.setdefault("in_process", []).append(
+            {"concurrency": n, "with_background": with_bg.summary(), "alone": alone.summary()})
+        raw4 = next((lv["raw4"]["ops_per_s"] for lv in details["levels"] if lv["concurrency"] == n), float("nan"))
+        figures += [
+            Figure(PART, f"  N={n} in-process submit_project + relay/projector", with_bg.ops_per_s, "cmd/s",
+                   note=f"no HTTP; {100 * with_bg.ops_per_s / raw4:.0f} % of raw; p50 {with_bg.summary()['p50_ms']} ms; "
+                        f"{short_cpu(with_bg.cpu)}"),
+            Figure(PART, f"  N={n} in-process submit_project alone", alone.ops_per_s, "cmd/s",
+                   note=f"no HTTP, no relay/projector running; {100 * alone.ops_per_s / raw4:.0f} % of raw; "
+                        f"p50 {alone.summary()['p50_ms']} ms"),
+        ]
+    return figures

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -23,6 +24,10 @@ import psycopg
 
 from shared.settings import REPO_ROOT, Settings
 from shared.topics import Topic, create_topics, definitions
+
+
+# Set on Ctrl-C / SIGTERM: worker threads of a measurement stop at once (the loop's tasks are cancelled).
+STOP = threading.Event()
 
 
 @dataclass
@@ -107,6 +112,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the bench process dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 class ServiceProcess:
     """A Passerelle service as a real process (`python -m services.<name>.main`), stopped by its pid."""
 
@@ -145,7 +160,7 @@ class ServiceProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}.main"], cwd=REPO_ROOT, env=self.env,
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
         return self
 
