@@ -132,7 +132,10 @@ def main(
         import traceback
 
         traceback.print_exc()
+    import os
+
     facts["elapsed_s"] = round(time.perf_counter() - started, 1)
+    facts["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     facts["sizes"] = sizes
     save(status)
     print_table(figures, {"status": status, "results": str(out), **facts}, Console(width=170))
