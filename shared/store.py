@@ -290,6 +290,16 @@ class PostgresRecorder(_SideTables, PostgresProcessRecorder):
         self._write_side_rows(curs, kwargs)
         super()._insert_events(curs, stored_events, **kwargs)
 
+    def insert_position(self, tracking: Tracking) -> None:
+        """Record a relay position without waiting for the WAL flush.
+
+        Safe because a position is only a hint of where to resume: if a crash loses
+        the last one, the relay re-publishes those events, as the same bytes.
+        """
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SET LOCAL synchronous_commit TO OFF")
+            self._insert_tracking(curs, tracking)
+
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(sql, params)
@@ -309,6 +319,9 @@ class SQLiteRecorder(_SideTables, SQLiteProcessRecorder):
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         self._write_side_rows(c, kwargs)
         return super()._insert_events(c, stored_events, **kwargs)
+
+    def insert_position(self, tracking: Tracking) -> None:
+        self.insert_tracking(tracking)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
@@ -374,8 +387,12 @@ class ServiceApplication(Application[UUID]):
         return recordings
 
     def record_tracking(self, tracking: Tracking) -> None:
-        """Record a position (relay, or a record that caused no event)."""
+        """Record a position durably (a record that caused no event)."""
         self.recorder.insert_tracking(tracking)
+
+    def record_relay_position(self, tracking: Tracking) -> None:
+        """Record how far the relay has published (a hint: losing it only re-publishes)."""
+        self.recorder.insert_position(tracking)
 
     def tracking_position(self, name: str) -> int | None:
         return self.recorder.max_tracking_id(name)
