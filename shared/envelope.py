@@ -20,7 +20,7 @@ from uuid import UUID, uuid5
 import rfc8785
 from pydantic import BaseModel, ConfigDict
 
-from shared.store import META, event_metadata
+from shared.store import META
 
 CONTENT_TYPE = "application/cloudevents+json"
 # Namespace of CloudEvent ids: uuid5(namespace, "<service>/<aggregate id>/<version>").
@@ -61,8 +61,34 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+_SAFE_INT = 2**53
+
+
+def _plain_enough(value: Any) -> bool:
+    """True when the standard library's sorted compact JSON is already RFC 8785 for `value`:
+    no floats (JCS has its own number form), integers within IEEE 754 doubles, ASCII keys
+    (JCS sorts keys by UTF-16 code units, Python by code points; they agree on ASCII)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain_enough(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_enough(v) for v in value)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT < value < _SAFE_INT
+    return False
+
+
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 (JCS) canonical JSON bytes."""
+    """RFC 8785 (JCS) canonical JSON bytes.
+
+    The C JSON encoder gives the same bytes as JCS for what events hold (strings, safe
+    integers, booleans, ASCII keys) at a fraction of the cost; anything else goes
+    through the rfc8785 package.
+    """
+    if _plain_enough(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode()
     return rfc8785.dumps(value)
 
 
@@ -71,30 +97,35 @@ def leaf_hash(leaf: dict[str, Any]) -> str:
     return hashlib.sha256(b"\x00" + canonical_json(leaf)).hexdigest()
 
 
-def event_type(service: str, domain_event: Any) -> str:
-    version = getattr(type(domain_event), "class_version", 1)
-    return f"passerelle.{service}.{type(domain_event).__name__}.v{version}"
-
-
-def event_data(domain_event: Any) -> dict[str, Any]:
-    return {k: plain(v) for k, v in vars(domain_event).items() if k not in _NOT_DATA}
-
-
 def build_envelope(service: str, domain_event: Any, sequence: int) -> dict[str, Any]:
-    """The CloudEvent of a stored event at position `sequence` of the service's log."""
-    meta = event_metadata(domain_event)
-    subject = str(domain_event.originator_id)
+    """The CloudEvent of a domain event at position `sequence` of the service's log."""
+    return envelope_from_state(
+        service, type(domain_event).__name__, getattr(type(domain_event), "class_version", 1),
+        domain_event.originator_id, domain_event.originator_version, dict(vars(domain_event)), sequence,
+    )
+
+
+def envelope_from_state(service: str, name: str, version: int, originator_id: Any, originator_version: int,
+                        state: dict[str, Any], sequence: int) -> dict[str, Any]:
+    """The CloudEvent of an event as stored: its name and class version as recorded, its state
+    (fields, `timestamp` and `_meta`), at position `sequence` of the service's log.
+
+    Built from what was stored, not from today's classes, so that publishing it again
+    after an upgrade still gives the same bytes and the same Merkle leaf.
+    """
+    meta = state.get(META) or {}
+    subject = str(originator_id)
     leaf: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(uuid5(EVENT_ID_NAMESPACE, f"{service}/{subject}/{domain_event.originator_version}")),
+        "id": str(uuid5(EVENT_ID_NAMESPACE, f"{service}/{subject}/{originator_version}")),
         "source": f"/passerelle/{service}",
-        "type": event_type(service, domain_event),
+        "type": f"passerelle.{service}.{name}.v{version}",
         "subject": subject,
-        "time": rfc3339(domain_event.timestamp),
+        "time": rfc3339(state["timestamp"]),
         "datacontenttype": "application/json",
-        "data": event_data(domain_event),
+        "data": {k: plain(v) for k, v in state.items() if k not in _NOT_DATA},
         "sequence": sequence,
-        "aggregateversion": domain_event.originator_version,
+        "aggregateversion": originator_version,
         "actor": meta.get("actor") or f"service:{service}",
         "correlationid": meta.get("correlationid") or subject,
         "causationid": meta.get("causationid") or subject,

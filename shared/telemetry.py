@@ -49,6 +49,7 @@ class JsonLinesSpanExporter(SpanExporter):
                 "span_id": format(ctx.span_id, "016x"),
                 "parent_id": format(s.parent.span_id, "016x") if s.parent else None,
                 "kind": s.kind.name,
+                "links": [format(link.context.trace_id, "032x") for link in s.links],
                 "attributes": {k: v if isinstance(v, (str, int, float, bool)) else str(v) for k, v in (s.attributes or {}).items()},
             }))
         with self._lock, open(self.path, "a") as f:

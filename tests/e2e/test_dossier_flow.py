@@ -84,4 +84,5 @@ def test_a_dossier_comes_back_assigned_through_kafka_with_one_trace(start_servic
     trace_id = http[0]["trace_id"]
     consumer = [s for s in partners_spans if s["kind"] == "CONSUMER" and s["trace_id"] == trace_id]
     assert consumer, "the partners consumer span must be in the trace of the HTTP request"
-    assert any(s["kind"] == "PRODUCER" and s["trace_id"] == trace_id for s in intake_spans)
+    publish = [s for s in intake_spans if s["kind"] == "PRODUCER" and trace_id in s["links"]]
+    assert publish, "the relay's publish span links to the request that caused the events"

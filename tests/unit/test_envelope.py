@@ -70,3 +70,19 @@ def test_personal_data_is_not_in_clear():
     assert envelope["data"]["promoter_ciphertext"] == "c2lwaGVy"
     for word in ("given_name", "family_name", "birth_date", "phone", "email", "residence_status"):
         assert word not in json.dumps(envelope)
+
+
+def test_the_fast_canonical_json_is_rfc8785():
+    import rfc8785
+
+    samples = [
+        {"b": "é \u2028 \x1f \" \\\\ / \ud7ff", "a": [1, -2, True, None, {"z": "", "y": "日本語 🎉"}]},
+        {"amount_cents": 2**53 - 1, "nested": {"k": [[], {}]}},
+        {"float": 1.5, "small": -3},  # falls back to the rfc8785 package
+        {"clé": "non-ASCII key"},
+    ]
+    for sample in samples:
+        assert canonical_json(sample) == rfc8785.dumps(sample), sample
+    event = stored(submitted().collect_events()[0])
+    envelope = build_envelope("intake", event, 0)
+    assert encode(envelope) == rfc8785.dumps(envelope)
