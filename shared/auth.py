@@ -113,7 +113,8 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="passerelle"'})
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
+    # async: resolved on the event loop, not in a worker thread (a JWT check is microseconds)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -133,7 +134,7 @@ def requires(*roles: Role | str):
     """A dependency: the caller must hold one of `roles` (admin always may)."""
     allowed = frozenset(str(r) for r in roles) | {Role.admin.value}
 
-    def check(found: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(found: Annotated[Principal, Depends(principal)]) -> Principal:
         if not found.has(*allowed):
             raise HTTPException(403, f"this needs one of the roles: {', '.join(sorted(allowed))}")
         return found

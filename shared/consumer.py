@@ -64,6 +64,10 @@ class Consumer:
         self.lag_by_partition: dict[str, int] = {}
         self.running = False
         self._parked_keys: set[tuple[str, str]] = set()
+        # Where each partition stands in the store, as far as this member knows (tracking name -> offset).
+        self._positions: dict[str, int] = {}
+        # Records that caused nothing, whose position is written once per fetched batch.
+        self._unrecorded: dict[str, int] = {}
         self._kafka: AIOKafkaConsumer | None = None
         self._dlq: Any = None
         self._lock = asyncio.Lock()
@@ -79,10 +83,14 @@ class Consumer:
     async def seek_to_tracking(self, partitions: Any) -> None:
         assert self._kafka is not None
         for tp in partitions:
-            position = await asyncio.to_thread(self.app.tracking_position, self.tracking_name(tp.topic, tp.partition))
+            name = self.tracking_name(tp.topic, tp.partition)
+            position = await asyncio.to_thread(self.app.tracking_position, name)
+            self._unrecorded.pop(name, None)
             if position is None:
+                self._positions.pop(name, None)
                 await self._kafka.seek_to_beginning(tp)
             else:
+                self._positions[name] = position
                 self._kafka.seek(tp, position + 1)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -115,6 +123,7 @@ class Consumer:
                     for record in records:
                         async with self._lock:
                             await self.handle(record)
+                    await self._record_unrecorded()
                     # Kafka's committed offsets are informational (lag tools); tracking is the truth.
                     await self._kafka.commit({tp: records[-1].offset + 1})
                 await self._measure_lag()
@@ -152,9 +161,31 @@ class Consumer:
                 await asyncio.sleep(self.retry_delay * attempt)
         await self._park(record, error)
 
-    def _already_processed(self, tracking: Tracking) -> bool:
-        position = self.app.tracking_position(tracking.application_name)
+    async def _record_unrecorded(self) -> None:
+        """Write, once per batch, the position of records that caused nothing.
+
+        A crash before this only means those records are read again, and cause nothing again.
+        """
+        while self._unrecorded:
+            name, offset = self._unrecorded.popitem()
+            try:
+                await asyncio.to_thread(self.app.record_position_hint, Tracking(name, offset))
+            except IntegrityError:
+                pass  # a later position is already recorded
+
+    def _already_processed(self, tracking: Tracking, ask_the_store: bool = False) -> bool:
+        position = self._positions.get(tracking.application_name)
+        if ask_the_store or position is None:
+            position = self.app.tracking_position(tracking.application_name)
         return position is not None and position >= tracking.notification_id
+
+    def _processed(self, tracking: Tracking, recorded: bool) -> None:
+        name, offset = tracking.application_name, tracking.notification_id
+        self._positions[name] = max(offset, self._positions.get(name, -1))
+        if recorded:
+            self._unrecorded.pop(name, None)
+        else:
+            self._unrecorded[name] = offset
 
     def _process(self, record: Any, tracking: Tracking | None, resolve: ParkedRecord | None = None) -> None:
         if tracking is not None and self._already_processed(tracking):
@@ -176,12 +207,14 @@ class Consumer:
             try:
                 with acting(context), processing(tracking, **extra) as state:
                     self.handler(event)
-                    if not state.recorded:
-                        self.app.save()  # no effect: record the position (and resolution) alone
+                    if not state.recorded and resolve is not None:
+                        self.app.save()  # a retried record that caused nothing: mark it retried
             except IntegrityError:
-                if tracking is not None and self._already_processed(tracking):
+                if tracking is not None and self._already_processed(tracking, ask_the_store=True):
                     return  # processed concurrently by another member: nothing written twice
                 raise
+            if tracking is not None:
+                self._processed(tracking, recorded=state.recorded)
 
     async def _park(self, record: Any, error: str) -> None:
         assert self._dlq is not None
@@ -200,6 +233,7 @@ class Consumer:
                 return
             with processing(tracking, park=parked):
                 self.app.save()
+            self._processed(tracking, recorded=True)
 
         await asyncio.to_thread(park)
         self._parked_keys.add((record.topic, key))

@@ -308,5 +308,5 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
     api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz")
+    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
     return api

@@ -185,7 +185,7 @@ class Relay:
             await asyncio.gather(*acks)  # every record acknowledged by all in-sync replicas
         last = notifications[-1].id
         with suppress_instrumentation():
-            await asyncio.to_thread(self.app.record_relay_position, Tracking(self.tracking_name, last))
+            await asyncio.to_thread(self.app.record_position_hint, Tracking(self.tracking_name, last))
         self.position = last
         self.sequence += len(notifications)
         self.published += len(notifications)

@@ -390,8 +390,9 @@ class ServiceApplication(Application[UUID]):
         """Record a position durably (a record that caused no event)."""
         self.recorder.insert_tracking(tracking)
 
-    def record_relay_position(self, tracking: Tracking) -> None:
-        """Record how far the relay has published (a hint: losing it only re-publishes)."""
+    def record_position_hint(self, tracking: Tracking) -> None:
+        """Record a position that may be lost in a crash at no harm: how far the relay has
+        published (it re-publishes), or records that caused nothing (they are read again)."""
         self.recorder.insert_position(tracking)
 
     def tracking_position(self, name: str) -> int | None:

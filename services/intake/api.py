@@ -155,7 +155,7 @@ class ProjectPage(BaseModel):
     next_cursor: str | None
 
 
-def intake(request: Request) -> IntakeApplication:
+async def intake(request: Request) -> IntakeApplication:
     return request.app.state.runtime.app
 
 

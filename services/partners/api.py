@@ -158,7 +158,7 @@ class Caseload(BaseModel):
     free: int
 
 
-def partners_app(request: Request) -> PartnersApplication:
+async def partners_app(request: Request) -> PartnersApplication:
     return request.app.state.runtime.app
 
 
