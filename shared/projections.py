@@ -74,13 +74,15 @@ class Projector:
     """Runs projections over the service's log, in a background thread woken by saves."""
 
     def __init__(self, app: ServiceApplication, engine: Engine, metadata: MetaData,
-                 projections: Sequence[Projection], *, batch_size: int = 500, poll_interval: float = 0.5):
+                 projections: Sequence[Projection], *, batch_size: int = 500, poll_interval: float = 0.5,
+                 coalesce: float = 0.05):
         self.app = app
         self.engine = engine
         self.tracking = metadata.tables["projection_tracking"]
         self.projections = {p.name: p for p in projections}
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.coalesce = coalesce
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -166,7 +168,10 @@ class Projector:
                     self.catch_up()
             except Exception:
                 log.exception("projector failed; retrying")
-            self._wake.wait(self.poll_interval)
+            if self._wake.wait(self.poll_interval):
+                # Read models are eventually consistent: gather the saves of a short while
+                # into one transaction rather than one per command.
+                self._stop.wait(self.coalesce)
             self._wake.clear()
 
     def lag(self) -> int:

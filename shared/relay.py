@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 
-from shared.envelope import CONTENT_TYPE, encode, envelope_from_state
+from shared.envelope import CONTENT_TYPE, record_from_state
 from shared.store import META, ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,14 @@ def producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
 
 
 class Relay:
-    def __init__(self, app: ServiceApplication, topic: str, *, batch_size: int = 500, poll_interval: float = 0.5):
+    def __init__(self, app: ServiceApplication, topic: str, *, batch_size: int = 500, poll_interval: float = 0.5,
+                 coalesce: float = 0.002):
         self.app = app
         self.service = app.name
         self.topic = topic
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.coalesce = coalesce
         self.tracking_name = f"relay:{topic}"
         self.position = 0
         self.sequence = 0
@@ -81,6 +83,9 @@ class Relay:
     async def _wait(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        # Let the saves of concurrent requests gather into one batch: a few milliseconds
+        # of latency for far fewer round trips under load.
+        await asyncio.sleep(self.coalesce)
         self._wake.clear()
 
     # --- leadership ---------------------------------------------------------
@@ -204,15 +209,15 @@ class Relay:
             state = mapper.transcoder.decode(stored)
             version = state.pop("class_version", 1)
             name = notification.topic.rpartition(".")[2].rpartition(":")[2]
-            envelope = envelope_from_state(self.service, name, version, notification.originator_id,
-                                           notification.originator_version, state, self.sequence + offset)
+            envelope, value = record_from_state(self.service, name, version, notification.originator_id,
+                                                notification.originator_version, state, self.sequence + offset)
             headers = [("content-type", CONTENT_TYPE.encode())]
             traceparent = (state.get(META) or {}).get("traceparent")
             if traceparent:
                 headers.append(("traceparent", traceparent.encode()))
                 if (context := _span_context(traceparent)) is not None:
                     links.append(Link(context))
-            records.append((envelope["subject"].encode(), encode(envelope), headers))
+            records.append((envelope["subject"].encode(), value, headers))
         return records, links
 
     def lag(self) -> int:

@@ -86,3 +86,15 @@ def test_the_fast_canonical_json_is_rfc8785():
     event = stored(submitted().collect_events()[0])
     envelope = build_envelope("intake", event, 0)
     assert encode(envelope) == rfc8785.dumps(envelope)
+
+
+def test_the_record_value_is_the_canonical_json_of_the_envelope():
+    from shared.envelope import record_from_state
+
+    event = stored(submitted().collect_events()[0])
+    state = dict(vars(event))
+    state["description"] = '"id":"x", a tricky description'
+    envelope, value = record_from_state("intake", "ProjectSubmitted", 1, event.originator_id,
+                                        event.originator_version, state, 7)
+    assert value == encode(envelope)
+    assert verify_record(value)
