@@ -54,10 +54,21 @@ class Runtime:
     commands: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     async def start(self) -> None:
+        """Start the background work, unless this process only serves HTTP (role "api").
+
+        Role "all" (the default, `make run`): one process does everything. In production a
+        service runs any number of "api" processes and one "worker" (relay, consumers,
+        projector), so that HTTP requests do not share a process and its GIL with them.
+        """
         self.stop = asyncio.Event()
+        if self.settings.role == "api":
+            return
         if self.projector:
             await asyncio.to_thread(self.projector.catch_up)
             self.projector.start()
+            if self.relay:
+                # Saves made by other processes wake the projector through the relay's NOTIFY listener.
+                self.relay.on_notify(self.projector.wake)
         if self.relay:
             self.tasks.append(asyncio.create_task(self.relay.run(self.stop), name="relay"))
         for consumer in self.consumers:
@@ -269,14 +280,15 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
             checks["store"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["store"] = f"unreachable: {type(exc).__name__}"
-        if runtime.relay:
+        background = settings.role != "api"  # an API-only process has no relay nor consumers running
+        if runtime.relay and background:
             checks["relay"] = "ok" if runtime.relay.active else "not connected"
             checks["relay_lag"] = await asyncio.to_thread(runtime.relay.lag)
-        for consumer in runtime.consumers:
+        for consumer in runtime.consumers if background else []:
             checks[f"consumer {','.join(consumer.topics)}"] = "ok" if consumer.running else "not connected"
             checks[f"consumer_lag {','.join(consumer.topics)}"] = consumer.lag
         ready = checks["store"] == "ok" and all(v == "ok" for k, v in checks.items() if k.startswith(("relay", "consumer ")) and not k.endswith("lag"))
-        ready = ready and all(c.lag <= settings.ready_max_lag for c in runtime.consumers)
+        ready = ready and all(c.lag <= settings.ready_max_lag for c in (runtime.consumers if background else []))
         return Response(json.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503,
                         media_type="application/json")
 

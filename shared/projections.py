@@ -151,6 +151,10 @@ class Projector:
                 if n < self.batch_size:
                     return applied
 
+    def wake(self) -> None:
+        """Catch up soon (thread-safe)."""
+        self._wake.set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
         self._thread.start()

@@ -71,6 +71,7 @@ class Relay:
         self.published = 0
         self.active = False
         self._wake = asyncio.Event()
+        self._notify_callbacks: list[Any] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- waking -------------------------------------------------------------
@@ -132,9 +133,15 @@ class Relay:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def on_notify(self, callback: Any) -> None:
+        """Also call `callback` (thread-safe, non-blocking) when the store notifies a new save."""
+        self._notify_callbacks.append(callback)
+
     async def _listen(self, conn: Any) -> None:
         async for _ in conn.notifies():
             self._wake.set()
+            for callback in self._notify_callbacks:
+                callback()
 
     # --- publishing ---------------------------------------------------------
 

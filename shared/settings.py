@@ -9,6 +9,7 @@ with a `PASSERELLE_*` variable; the Kafka address with the conventional
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PASSERELLE_", extra="ignore")
 
     service: str = "intake"
+    # "all": HTTP and the background work (relay, consumers, projector) in one process;
+    # "api": HTTP only; "worker": the background work (and HTTP, for health and metrics).
+    role: Literal["all", "api", "worker"] = "all"
     host: str = "127.0.0.1"
     port: int = 0  # 0: the service's fixed port (SERVICE_PORTS)
     data_dir: Path = REPO_ROOT / "var"

@@ -53,11 +53,13 @@ class Service:
 def start_service(make_settings, tmp_path: Path) -> Iterator[Callable[[str], Service]]:
     started: list[Service] = []
 
-    def start(name: str) -> Service:
-        settings = make_settings(name)
+    def start(name: str, role: str = "all", like: Service | None = None) -> Service:
+        """Start a service process; `like` another one to share its database and topics."""
+        settings = like.settings if like else make_settings(name)
         port = free_port()
-        log = tmp_path / f"{name}.log"
-        spans = tmp_path / f"{name}.spans.jsonl"
+        label = f"{name}-{role}"
+        log = tmp_path / f"{label}.log"
+        spans = tmp_path / f"{label}.spans.jsonl"
         env = {
             **os.environ,
             "PASSERELLE_PERSISTENCE": "postgres",
@@ -67,12 +69,13 @@ def start_service(make_settings, tmp_path: Path) -> Iterator[Callable[[str], Ser
             "PASSERELLE_PORT": str(port),
             "PASSERELLE_POLL_INTERVAL": "0.1",
             "PASSERELLE_TRACE_EXPORTER": f"file:{spans}",
+            "PASSERELLE_ROLE": role,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         }
         with open(log, "w") as out:
             process = subprocess.Popen([sys.executable, "-m", f"services.{name}.main"], env=env,
                                        stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
-        service = Service(name, settings, process, port, log, spans)
+        service = Service(label, settings, process, port, log, spans)
         started.append(service)
         return service
 

@@ -86,3 +86,29 @@ def test_a_dossier_comes_back_assigned_through_kafka_with_one_trace(start_servic
     assert consumer, "the partners consumer span must be in the trace of the HTTP request"
     publish = [s for s in intake_spans if s["kind"] == "PRODUCER" and trace_id in s["links"]]
     assert publish, "the relay's publish span links to the request that caused the events"
+
+
+def test_api_processes_apart_from_the_worker_still_see_dossiers_assigned(start_service, kafka):
+    """Production shape: intake's HTTP in its own process, its relay and consumer in a worker."""
+    worker = start_service("intake", role="worker")
+    api = start_service("intake", role="api", like=worker)
+    partners = start_service("partners")
+    for service in (worker, api, partners):
+        service.wait_ready()
+    staff = bearer(api.settings, "intake_officer", sub="officer-e2e")
+    for body in ({"name": "Structure IDF", "kind": "support_structure", "region": "FR-IDF", "countries": [],
+                  "sectors": [], "capacity": 5},
+                 {"name": "Opérateur Dakar", "kind": "local_operator", "countries": ["SN"], "sectors": [],
+                  "capacity": 5}):
+        assert httpx.post(f"{partners.url}/v1/partners", headers=staff, json=body).status_code == 201
+    project_id = httpx.post(f"{api.url}/v1/projects", headers=staff, json=DOSSIER).json()["id"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{api.url}/v1/projects/{project_id}", headers=staff).json()["status"] != "assigned":
+        assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
+        time.sleep(0.1)
+    # The worker's projector, woken by the store's NOTIFY, keeps the list the API serves.
+    deadline = time.monotonic() + 10
+    while not [p for p in httpx.get(f"{api.url}/v1/projects?status=assigned", headers=staff).json()["items"]
+               if p["id"] == project_id]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
