@@ -227,12 +227,19 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
     await infra.create_topics(settings)
     token = issue_token(settings, "intake_officer", sub="bench")
 
-    intake = ServiceProcess("intake", infra, settings)
+    # The production shape: the HTTP API in its own process, the relay and projector in a worker
+    # (PASSERELLE_ROLE), so requests do not share a GIL with the background work.
+    worker = ServiceProcess("intake", infra, settings, {"PASSERELLE_ROLE": "worker"})
+    stack.callback(worker.stop)
+    worker.start()
+    await worker.wait_ready()
+    intake = ServiceProcess("intake", infra, settings.model_copy(update={"port": 0}), {"PASSERELLE_ROLE": "api"})
     stack.callback(intake.stop)
     intake.start()
     await intake.wait_ready()
-    log(f"intake up on {intake.base_url} (pid {intake.pid}), database bench_intake, topics {prefix}*")
-    cpu_names = infra.cpu_names(intake=intake.pid)
+    log(f"intake API on {intake.base_url} (pid {intake.pid}), worker pid {worker.pid}, database bench_intake, "
+        f"topics {prefix}*")
+    cpu_names = infra.cpu_names(**{"intake API": intake.pid, "intake worker": worker.pid})
 
     # The raw application: same server, same library settings (pool 10 + overflow 10) as the service.
     raw = RawBench(env=raw_env(infra, "bench_raw", settings.postgres_pool_size))
@@ -247,7 +254,7 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
     # Warm both paths (connections, imports, first-request costs).
     await http_load(intake.base_url, token, 2, 0.0, 1.0, f"{infra.run_id}warm", cpu_names)
     await asyncio.to_thread(raw_load, raw, pair, 2, 0.0, 0.5, "warm", 4, cpu_names)
-    await intake.wait_quiet()
+    await worker.wait_quiet()
 
     details: dict[str, Any] = {"levels": []}
     figures: list[Figure] = []
@@ -256,7 +263,7 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
         spy.start(intake.pid, infra.work_dir / f"profile-commands-{n}-intake.txt")
         cmd = await http_load(intake.base_url, token, n, warmup, duration, infra.run_id, cpu_names)
         details.setdefault("profiles", []).extend(spy.stop())
-        await intake.wait_quiet()  # intake's relay and projector catch up before the raw runs
+        await worker.wait_quiet()  # intake's relay and projector catch up before the raw runs
         log(f"raw save of 2 aggregates / 4 events, {n} thread(s)")
         raw4 = await asyncio.to_thread(raw_load, raw, pair, n, warmup, duration, "raw save 2 aggregates/4 events", 4,
                                        cpu_names)
@@ -281,6 +288,7 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
         log(f"  N={n}: command {cmd.ops_per_s:.0f} req/s (p50 {c['p50_ms']} ms), raw/4 {raw4.ops_per_s:.0f} saves/s, "
             f"raw/1 {raw1.ops_per_s:.0f} saves/s -> {pct:.0f} %")
     intake.stop()
+    worker.stop()
     if layers:
         figures += await in_process_layers(infra, levels, warmup, duration, log, details)
     return figures, details

@@ -129,7 +129,8 @@ class ServiceProcess:
         self.name = name
         self.settings = settings
         self.port = settings.port or free_port()
-        self.log_path = infra.work_dir / f"{name}.log"
+        role = (extra_env or {}).get("PASSERELLE_ROLE")
+        self.log_path = infra.work_dir / (f"{name}-{role}.log" if role else f"{name}.log")
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO_ROOT),

@@ -48,7 +48,7 @@ def producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
         "bootstrap_servers": bootstrap_servers,
         "enable_idempotence": True,
         "acks": "all",
-        "linger_ms": 2,
+        "linger_ms": 0,  # latency first: batches form anyway while a batch is in flight
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 30_000,
     }
@@ -58,7 +58,7 @@ def producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
 
 class Relay:
     def __init__(self, app: ServiceApplication, topic: str, *, batch_size: int = 500, poll_interval: float = 0.5,
-                 coalesce: float = 0.002):
+                 coalesce: float = 0.001):
         self.app = app
         self.service = app.name
         self.topic = topic
