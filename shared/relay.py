@@ -72,6 +72,7 @@ class Relay:
         self.active = False
         self._wake = asyncio.Event()
         self._notify_callbacks: list[Any] = []
+        self._lock_lost = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- waking -------------------------------------------------------------
@@ -109,6 +110,7 @@ class Relay:
                         break
                     await asyncio.sleep(1.0)
                 await conn.execute(f"LISTEN {self.app.recorder.channel_name}")
+                self._lock_lost.clear()
                 listener = asyncio.create_task(self._listen(conn))
                 try:
                     yield
@@ -138,10 +140,16 @@ class Relay:
         self._notify_callbacks.append(callback)
 
     async def _listen(self, conn: Any) -> None:
-        async for _ in conn.notifies():
+        try:
+            async for _ in conn.notifies():
+                self._wake.set()
+                for callback in self._notify_callbacks:
+                    callback()
+        finally:
+            # The session holding the advisory lock is gone: another relay may take over, so
+            # this one must stop publishing at once.
+            self._lock_lost.set()
             self._wake.set()
-            for callback in self._notify_callbacks:
-                callback()
 
     # --- publishing ---------------------------------------------------------
 
@@ -173,6 +181,8 @@ class Relay:
         self.sequence = await asyncio.to_thread(self.app.recorder.count_notifications, self.position)
         log.info("relay of %s starts after notification %d (sequence %d)", self.topic, self.position, self.sequence)
         while not stop.is_set():
+            if self._lock_lost.is_set():
+                raise RuntimeError(f"relay of {self.topic} lost its lock")
             if not await self.publish_batch(kafka):
                 await self._wait()
 

@@ -172,3 +172,42 @@ def test_only_one_relay_is_active_per_service(sample, kafka):
     finally:
         other.close()
     assert sorted(states) == [False, True]
+
+
+def test_a_relay_whose_lock_session_dies_stops_and_another_takes_over(make_settings, kafka):
+    import psycopg
+
+    from tests.conftest import POSTGRES
+
+    settings = make_settings("sample")
+    asyncio.run(create_topics(settings, [Topic("sample.events", 3)]))
+    first_app, second_app = SampleApplication(settings), SampleApplication(settings)
+    topic = settings.topic("sample.events")
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        first, second = Relay(first_app, topic), Relay(second_app, topic)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(first.run(stop))]
+        await asyncio.sleep(2)
+        tasks.append(asyncio.create_task(second.run(stop)))
+        await asyncio.sleep(2)
+        before = (first.active, second.active)
+        # An administrator (or a network cut) ends the first relay's lock session.
+        with psycopg.connect(dbname=settings.database_name, autocommit=True, **POSTGRES) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        deadline = time.monotonic() + 15
+        while not second.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        after = second.active
+        stop.set()
+        await asyncio.gather(*tasks)
+        return before, after, first.active
+
+    try:
+        before, after, first_still = asyncio.run(scenario())
+    finally:
+        first_app.close()
+        second_app.close()
+    assert before == (True, False)
+    assert after is True, "the standby relay takes over"
+    assert first_still is False, "the relay that lost its lock does not publish beside it"
