@@ -421,3 +421,33 @@ class ServiceApplication(Application[UUID]):
                 }
             )
         return out
+
+
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Held while a process creates or migrates its service's tables.
+
+    Several processes of one service (API processes beside a worker) may start at once;
+    concurrent CREATE TABLE or Alembic runs on one database would trip over each other.
+    """
+    if settings.persistence == "postgres":
+        import psycopg
+
+        with psycopg.connect(host=settings.postgres_host, port=settings.postgres_port, user=settings.postgres_user,
+                             password=settings.postgres_password, dbname=settings.database_name,
+                             autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"schema:{settings.service}",))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"schema:{settings.service}",))
+    else:
+        import fcntl
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(settings.data_dir / f"{settings.service}.schema.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

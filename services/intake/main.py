@@ -19,6 +19,7 @@ from shared.http import Runtime, create_api
 from shared.projections import Projector, migrate, views_engine
 from shared.relay import Relay
 from shared.settings import Settings
+from shared.store import schema_lock
 from shared.topics import event_topic
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -27,8 +28,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def build(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings(service="intake")
     engine = views_engine(settings)
-    migrate(engine, MIGRATIONS)
-    app = IntakeApplication(settings, load_master_key(settings.master_key_path or settings.keys_dir / "master.key"))
+    with schema_lock(settings):  # other processes of this service may be starting too
+        migrate(engine, MIGRATIONS)
+        app = IntakeApplication(settings, load_master_key(settings.master_key_path or settings.keys_dir / "master.key"))
     return Runtime(
         settings=settings,
         app=app,

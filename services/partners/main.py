@@ -18,6 +18,7 @@ from shared.http import Runtime, create_api
 from shared.projections import Projector, migrate, views_engine
 from shared.relay import Relay
 from shared.settings import Settings
+from shared.store import schema_lock
 from shared.topics import event_topic
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -29,8 +30,9 @@ ASSIGN_PENDING_EVERY_SECONDS = 5.0
 def build(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings(service="partners")
     engine = views_engine(settings)
-    migrate(engine, MIGRATIONS)
-    app = PartnersApplication(settings)
+    with schema_lock(settings):  # other processes of this service may be starting too
+        migrate(engine, MIGRATIONS)
+        app = PartnersApplication(settings)
     projector = Projector(app, engine, projections.metadata, projections.PROJECTIONS,
                           poll_interval=settings.poll_interval)
     app.use_read_models(projector)  # assignment decisions read the caseloads
