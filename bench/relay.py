@@ -5,7 +5,7 @@ aggregates (Project: ProjectSubmitted, EligibilityAssessed; Person: PersonRegist
 DossierOpened), 500 events per save, each save with its own command context
 (actor, W3C traceparent) as a request would store it.
 
-Relay: `Relay.publish_batch(producer)` in a loop, from the first read of the store to
+Relay: `Relay.drain(producer)` (pipelined, as the running relay), from the first read of the store to
 the return of the batch holding the last event (its broker acknowledgements and its
 tracking row), with the kernel's own producer (`shared.relay.producer`: idempotent,
 acks=all, linger 2 ms, 256 KiB batches) and batch size (`Settings.relay_batch_size`).
@@ -88,11 +88,8 @@ async def relay_once(app: ServiceApplication, topic: str, bootstrap: str, batch_
         await kafka.partitions_for(topic)  # metadata fetched before the clock starts, as for raw
         meter = CpuMeter(cpu_names).start()
         t0 = time.perf_counter()
-        batches = 0
-        while relay.published < total:
-            if not await relay.publish_batch(kafka):
-                break
-            batches += 1
+        await relay.drain(kafka)  # pipelined, as the running relay publishes
+        batches = -(-relay.published // batch_size)
         seconds = time.perf_counter() - t0
         cpu = meter.stop()
     finally:

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -54,6 +55,16 @@ def producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+@dataclass
+class _InFlight:
+    """A batch sent to the broker, not yet acknowledged."""
+
+    acks: list[Any]
+    last_id: int
+    count: int
+    span: Any
 
 
 class Relay:
@@ -180,40 +191,85 @@ class Relay:
         self.position = await asyncio.to_thread(self.app.tracking_position, self.tracking_name) or 0
         self.sequence = await asyncio.to_thread(self.app.recorder.count_notifications, self.position)
         log.info("relay of %s starts after notification %d (sequence %d)", self.topic, self.position, self.sequence)
-        while not stop.is_set():
-            if self._lock_lost.is_set():
-                raise RuntimeError(f"relay of {self.topic} lost its lock")
-            if not await self.publish_batch(kafka):
-                await self._wait()
+        self._read_position, self._read_sequence = self.position, self.sequence
+        in_flight: _InFlight | None = None
+        try:
+            while not stop.is_set():
+                if self._lock_lost.is_set():
+                    raise RuntimeError(f"relay of {self.topic} lost its lock")
+                # Pipelined: the next batch is read, built and sent while the broker
+                # acknowledges the previous one; positions are still recorded in order.
+                sent = await self._send_next(kafka)
+                if in_flight is not None:
+                    await self._complete(in_flight)
+                in_flight = sent
+                if sent is None:
+                    await self._wait()
+        finally:
+            if in_flight is not None and not self._lock_lost.is_set():
+                with contextlib.suppress(Exception):
+                    await self._complete(in_flight)
 
     async def publish_batch(self, kafka: AIOKafkaProducer) -> int:
         """Publish the next batch and record its position; returns how many were published."""
+        self._read_position, self._read_sequence = self.position, self.sequence
+        sent = await self._send_next(kafka)
+        if sent is None:
+            return 0
+        await self._complete(sent)
+        return sent.count
+
+    async def drain(self, kafka: AIOKafkaProducer) -> int:
+        """Publish everything stored so far, pipelined as the running relay does; returns how many."""
+        self._read_position, self._read_sequence = self.position, self.sequence
+        published, in_flight = 0, None
+        while True:
+            sent = await self._send_next(kafka)
+            if in_flight is not None:
+                await self._complete(in_flight)
+                published += in_flight.count
+            if sent is None:
+                return published
+            in_flight = sent
+
+    async def _send_next(self, kafka: AIOKafkaProducer) -> _InFlight | None:
+        """Read, build and send the batch after what was read last; None when there is none."""
         with suppress_instrumentation():  # polling is not worth a trace; the publish span is
             notifications = await asyncio.to_thread(
-                self.app.recorder.select_notifications, self.position, self.batch_size, None, (), inclusive_of_start=False
+                self.app.recorder.select_notifications, self._read_position, self.batch_size, None, (),
+                inclusive_of_start=False,
             )
         if not notifications:
-            return 0
-        records, links = await asyncio.to_thread(self._records, notifications)
+            return None
+        records, links = await asyncio.to_thread(self._records, notifications, self._read_sequence)
         # One span per batch, linked to the request that caused each event (OTel messaging
         # conventions for batches); each record's traceparent header is that request's own.
-        with tracer.start_as_current_span(
+        span = tracer.start_span(
             f"{self.topic} publish", kind=SpanKind.PRODUCER, links=links,
             attributes={"messaging.system": "kafka", "messaging.destination.name": self.topic,
                         "messaging.batch.message_count": len(records)},
-        ):
-            acks = [await kafka.send(self.topic, value=value, key=key, headers=headers)
-                    for key, value, headers in records]
-            await asyncio.gather(*acks)  # every record acknowledged by all in-sync replicas
-        last = notifications[-1].id
-        with suppress_instrumentation():
-            await asyncio.to_thread(self.app.record_position_hint, Tracking(self.tracking_name, last))
-        self.position = last
-        self.sequence += len(notifications)
-        self.published += len(notifications)
-        return len(notifications)
+        )
+        acks = [await kafka.send(self.topic, value=value, key=key, headers=headers)
+                for key, value, headers in records]
+        self._read_position = notifications[-1].id
+        self._read_sequence += len(notifications)
+        return _InFlight(acks, notifications[-1].id, len(notifications), span)
 
-    def _records(self, notifications: list[Any]) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], list[Link]]:
+    async def _complete(self, batch: _InFlight) -> None:
+        """Wait until every record of the batch is acknowledged by all in-sync replicas, then
+        record its position. Batches complete in the order they were sent."""
+        try:
+            await asyncio.gather(*batch.acks)
+        finally:
+            batch.span.end()
+        with suppress_instrumentation():
+            await asyncio.to_thread(self.app.record_position_hint, Tracking(self.tracking_name, batch.last_id))
+        self.position = batch.last_id
+        self.sequence += batch.count
+        self.published += batch.count
+
+    def _records(self, notifications: list[Any], first_sequence: int | None = None
+                 ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], list[Link]]:
         """Kafka records of stored events, built from the stored state as it is (no upcasting)."""
         mapper = self.app.mapper
         records, links = [], []
@@ -227,7 +283,8 @@ class Relay:
             version = state.pop("class_version", 1)
             name = notification.topic.rpartition(".")[2].rpartition(":")[2]
             envelope, value = record_from_state(self.service, name, version, notification.originator_id,
-                                                notification.originator_version, state, self.sequence + offset)
+                                                notification.originator_version, state,
+                                                (self.sequence if first_sequence is None else first_sequence) + offset)
             headers = [("content-type", CONTENT_TYPE.encode())]
             traceparent = (state.get(META) or {}).get("traceparent")
             if traceparent:
