@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime, timezone
 
 from services.intake.domain import Project
 from shared.envelope import CloudEvent, build_envelope, canonical_json, encode, leaf_hash, verify_record
