@@ -322,3 +322,15 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
     return api
+
+
+def serve(service: str, create_app: Callable[[Settings], FastAPI]) -> None:
+    """Run a service's app with uvicorn: telemetry first, then the server on its fixed port."""
+    import uvicorn
+
+    from shared import telemetry
+
+    settings = Settings(service=service)
+    telemetry.setup(service, settings.trace_exporter, settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port, log_config=None,
+                timeout_graceful_shutdown=10)

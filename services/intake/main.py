@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from services.intake import api, consumers, projections
 from services.intake.application import IntakeApplication
 from services.intake.personal_data import load_master_key
-from shared import telemetry
 from shared.consumer import Consumer
-from shared.http import Runtime, create_api
+from shared.http import Runtime, create_api, serve
 from shared.projections import Projector, migrate, views_engine
 from shared.relay import Relay
 from shared.settings import Settings
@@ -51,10 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = Settings(service="intake")
-    telemetry.setup("intake", settings.trace_exporter, settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port, log_config=None,
-                timeout_graceful_shutdown=10)
+    serve("intake", create_app)
 
 
 if __name__ == "__main__":

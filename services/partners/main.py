@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from services.partners import api, consumers, projections
 from services.partners.application import PartnersApplication
-from shared import telemetry
 from shared.consumer import Consumer
-from shared.http import Runtime, create_api
+from shared.http import Runtime, create_api, serve
 from shared.projections import Projector, migrate, views_engine
 from shared.relay import Relay
 from shared.settings import Settings
@@ -56,10 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    settings = Settings(service="partners")
-    telemetry.setup("partners", settings.trace_exporter, settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port, log_config=None,
-                timeout_graceful_shutdown=10)
+    serve("partners", create_app)
 
 
 if __name__ == "__main__":
