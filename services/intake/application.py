@@ -41,11 +41,14 @@ class IntakeApplication(ServiceApplication):
                        planned_jobs: int) -> Project:
         """Take in a dossier, screen it against the rules in force, in one transaction."""
         person_id = self.vault.person_id(promoter["given_name"], promoter["family_name"], promoter["birth_date"])
-        sealed = self.vault.seal(person_id, promoter)
         try:
             person: Person = self.repository.get(person_id)
+            sealed = self.vault.seal(person_id, promoter)
         except AggregateNotFoundError:
+            # A person's key is only ever stored with their Person's first events: a new
+            # person has none, so there is no key to look up.
             person = Person(person_id=person_id)
+            sealed = self.vault.seal(person_id, promoter, new_person=True)
         others = [str(p.id) for p in self._projects(person.project_ids) if p.counts_as_aid]
         project = Project(
             reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext, country=country,

@@ -82,9 +82,9 @@ class PersonalDataVault:
     def _unwrap(self, person_id: UUID, wrapped: bytes) -> bytes:
         return self._master.decrypt(wrapped[:12], wrapped[12:], str(person_id).encode())
 
-    def seal(self, person_id: UUID, data: dict[str, Any]) -> Sealed:
+    def seal(self, person_id: UUID, data: dict[str, Any], new_person: bool = False) -> Sealed:
         """Encrypt `data` under the person's key, making the key if the person has none yet."""
-        wrapped = self.keys.find_data_key(str(person_id))
+        wrapped = None if new_person else self.keys.find_data_key(str(person_id))
         new_key = None
         if wrapped is None:
             key = AESGCM.generate_key(bit_length=256)
