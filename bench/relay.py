@@ -154,7 +154,7 @@ def time_build(app: ServiceApplication, topic: str, notes: list[Any], batch_size
     relay = Relay(app, topic, batch_size=batch_size)
     t0 = time.perf_counter()
     for start in range(0, len(notes), batch_size):
-        relay._records(notes[start:start + batch_size])
+        relay._records(notes[start:start + batch_size], relay.sequence)
         relay.sequence += min(batch_size, len(notes) - start)
     return time.perf_counter() - t0
 

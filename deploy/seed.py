@@ -10,7 +10,6 @@ so seeding twice (a second `make run` on the same var/) writes nothing new.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.auth import issue_token
-from shared.settings import SERVICE_PORTS, Settings
+from shared.settings import Settings, service_url
 
 console = Console(width=160)
 
@@ -60,10 +59,6 @@ DOSSIERS = [
 ADVANCE = (0, 1, 2, 3)
 
 
-def url(service: str) -> str:
-    return os.environ.get(f"PASSERELLE_{service.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[service]}")
-
-
 class Seeder:
     def __init__(self) -> None:
         settings = Settings()
@@ -71,13 +66,13 @@ class Seeder:
         self.http = httpx.Client(timeout=30)
 
     def post(self, service: str, path: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = self.http.post(f"{url(service)}{path}", json=body, headers={**self.headers, "Idempotency-Key": key})
+        response = self.http.post(f"{service_url(service)}{path}", json=body, headers={**self.headers, "Idempotency-Key": key})
         if response.status_code >= 400:
             raise RuntimeError(f"POST {path}: {response.status_code} {response.text}")
         return response.json()
 
     def get(self, service: str, path: str) -> dict[str, Any]:
-        response = self.http.get(f"{url(service)}{path}", headers=self.headers)
+        response = self.http.get(f"{service_url(service)}{path}", headers=self.headers)
         response.raise_for_status()
         return response.json()
 
@@ -119,7 +114,7 @@ class Seeder:
             time.sleep(0.3)
 
     def get_assignment_status(self, project_id: str) -> str | None:
-        response = self.http.get(f"{url('partners')}/v1/assignments/{project_id}", headers=self.headers)
+        response = self.http.get(f"{service_url('partners')}/v1/assignments/{project_id}", headers=self.headers)
         return response.json().get("status") if response.status_code == 200 else None
 
     def advance(self, d: dict[str, Any]) -> None:

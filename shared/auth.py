@@ -49,6 +49,16 @@ class Principal:
     def has(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
 
+    @property
+    def partner_scope(self) -> str | None:
+        """The partner this caller is limited to (a token with the partner role alone), None for staff.
+
+        A partner token without a partner id is limited to "-", which matches nothing.
+        """
+        if self.has(Role.partner) and not self.has(*(r for r in Role if r != Role.partner)):
+            return self.partner_id or "-"
+        return None
+
 
 def _dev_key_paths(settings: Settings) -> tuple[Path, Path]:
     private = settings.jwt_private_key_path or settings.keys_dir / "jwt-dev.pem"

@@ -9,23 +9,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import httpx
 import typer
 from rich.console import Console
 
 from shared.auth import Role, issue_token
-from shared.settings import SERVICE_PORTS, Settings
+from shared.settings import Settings, service_url
 
 app = typer.Typer(help="Passerelle: tokens, topics, parked records, projections.", no_args_is_help=True)
 parked = typer.Typer(help="Records the consumers could not process.")
 app.add_typer(parked, name="parked")
 console = Console()
-
-
-def _url(service: str) -> str:
-    return os.environ.get(f"PASSERELLE_{service.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[service]}")
 
 
 def _admin_headers() -> dict[str, str]:
@@ -55,7 +50,7 @@ def topics() -> None:
 @parked.command("list")
 def parked_list(service: str = typer.Option(..., help="intake, partners, ...")) -> None:
     """List a service's parked records."""
-    response = httpx.get(f"{_url(service)}/v1/admin/parked", headers=_admin_headers(), timeout=30)
+    response = httpx.get(f"{service_url(service)}/v1/admin/parked", headers=_admin_headers(), timeout=30)
     response.raise_for_status()
     for record in response.json():
         console.print(record)
@@ -64,7 +59,7 @@ def parked_list(service: str = typer.Option(..., help="intake, partners, ...")) 
 @parked.command("retry")
 def parked_retry(service: str = typer.Option(..., help="intake, partners, ...")) -> None:
     """Process a service's parked records again, in order."""
-    response = httpx.post(f"{_url(service)}/v1/admin/parked/retry", headers=_admin_headers(), timeout=300)
+    response = httpx.post(f"{service_url(service)}/v1/admin/parked/retry", headers=_admin_headers(), timeout=300)
     response.raise_for_status()
     console.print(response.json())
 
@@ -72,7 +67,7 @@ def parked_retry(service: str = typer.Option(..., help="intake, partners, ..."))
 @app.command()
 def rebuild(projection: str, service: str = typer.Option(..., help="intake, partners, ...")) -> None:
     """Drop a read model of a running service and rebuild it from its log."""
-    response = httpx.post(f"{_url(service)}/v1/admin/projections/{projection}/rebuild",
+    response = httpx.post(f"{service_url(service)}/v1/admin/projections/{projection}/rebuild",
                           headers=_admin_headers(), timeout=600)
     response.raise_for_status()
     console.print(response.json())

@@ -95,15 +95,16 @@ class Projector:
 
     def catch_up(self) -> int:
         """Apply every event not yet applied; returns how many were applied. Safe from any thread."""
-        applied = 0
         with self._lock:
-            for projection in self.projections.values():
-                while True:
-                    n = self._step(projection)
-                    applied += n
-                    if n < self.batch_size:
-                        break
-        return applied
+            return sum(self._catch_up(projection) for projection in self.projections.values())
+
+    def _catch_up(self, projection: Projection) -> int:
+        applied = 0
+        while True:
+            n = self._step(projection)
+            applied += n
+            if n < self.batch_size:
+                return applied
 
     def _step(self, projection: Projection) -> int:
         with self.engine.begin() as conn:
@@ -144,12 +145,7 @@ class Projector:
                 for table in projection.tables:
                     table.create(conn)
                 conn.execute(self.tracking.delete().where(self.tracking.c.projection == name))
-            applied = 0
-            while True:
-                n = self._step(projection)
-                applied += n
-                if n < self.batch_size:
-                    return applied
+            return self._catch_up(projection)
 
     def wake(self) -> None:
         """Catch up soon (thread-safe)."""

@@ -209,15 +209,6 @@ class Relay:
                 with contextlib.suppress(Exception):
                     await self._complete(in_flight)
 
-    async def publish_batch(self, kafka: AIOKafkaProducer) -> int:
-        """Publish the next batch and record its position; returns how many were published."""
-        self._read_position, self._read_sequence = self.position, self.sequence
-        sent = await self._send_next(kafka)
-        if sent is None:
-            return 0
-        await self._complete(sent)
-        return sent.count
-
     async def drain(self, kafka: AIOKafkaProducer) -> int:
         """Publish everything stored so far, pipelined as the running relay does; returns how many."""
         self._read_position, self._read_sequence = self.position, self.sequence
@@ -267,7 +258,7 @@ class Relay:
         self.sequence += batch.count
         self.published += batch.count
 
-    def _records(self, notifications: list[Any], first_sequence: int | None = None
+    def _records(self, notifications: list[Any], first_sequence: int
                  ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], list[Link]]:
         """Kafka records of stored events, built from the stored state as it is (no upcasting)."""
         mapper = self.app.mapper
@@ -283,7 +274,7 @@ class Relay:
             name = notification.topic.rpartition(".")[2].rpartition(":")[2]
             envelope, value = record_from_state(self.service, name, version, notification.originator_id,
                                                 notification.originator_version, state,
-                                                (self.sequence if first_sequence is None else first_sequence) + offset)
+                                                first_sequence + offset)
             headers = [("content-type", CONTENT_TYPE.encode())]
             traceparent = (state.get(META) or {}).get("traceparent")
             if traceparent:

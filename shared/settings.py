@@ -8,6 +8,7 @@ with a `PASSERELLE_*` variable; the Kafka address with the conventional
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import Literal
 from pathlib import Path
@@ -18,6 +19,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SERVICE_PORTS = {"intake": 8001, "partners": 8002, "funding": 8003, "followup": 8004, "audit": 8005}
+
+
+def service_url(service: str) -> str:
+    """Where a service answers: `PASSERELLE_<SERVICE>_URL`, else its fixed local port."""
+    return os.environ.get(f"PASSERELLE_{service.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[service]}")
 
 
 class Settings(BaseSettings):

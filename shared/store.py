@@ -23,20 +23,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg.sql import SQL
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 
+from shared.domain import NotFound
 from shared.settings import Settings
 from shared.telemetry import traced
 
 META = "_meta"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -386,10 +388,6 @@ class ServiceApplication(Application[UUID]):
             listener()
         return recordings
 
-    def record_tracking(self, tracking: Tracking) -> None:
-        """Record a position durably (a record that caused no event)."""
-        self.recorder.insert_tracking(tracking)
-
     def record_position_hint(self, tracking: Tracking) -> None:
         """Record a position that may be lost in a crash at no harm: how far the relay has
         published (it re-publishes), or records that caused nothing (they are read again)."""
@@ -407,20 +405,35 @@ class ServiceApplication(Application[UUID]):
     def parked_records(self, topic: str | None = None, status: str = "parked") -> list[ParkedRecord]:
         return self.recorder.parked_records(topic, status)
 
-    def timeline(self, aggregate_id: UUID) -> list[dict[str, Any]]:
-        """The aggregate's events, oldest first, with who caused each."""
-        out = []
-        for e in self.events.get(aggregate_id):
-            meta = event_metadata(e)
-            out.append(
-                {
-                    "type": type(e).__name__,
-                    "version": e.originator_version,
-                    "at": e.timestamp.isoformat(),
-                    "actor": meta.get("actor"),
-                }
-            )
-        return out
+    def find(self, cls: type[T], aggregate_id: UUID) -> T | None:
+        """The aggregate of class `cls` with this id, or None."""
+        try:
+            found = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, cls) else None
+
+    def load(self, cls: type[T], aggregate_id: UUID, what: str) -> T:
+        """The aggregate of class `cls` with this id; `NotFound(what)` when there is none."""
+        found = self.find(cls, aggregate_id)
+        if found is None:
+            raise NotFound(what, aggregate_id)
+        return found
+
+    def load_with_timeline(self, cls: type[T], aggregate_id: UUID, what: str) -> tuple[T, list[dict[str, Any]]]:
+        """The aggregate and its events, oldest first with who caused each, from one read of the store."""
+        events = list(self.events.get(aggregate_id))
+        aggregate = None
+        for e in events:
+            aggregate = e.mutate(aggregate)
+        if not isinstance(aggregate, cls):
+            raise NotFound(what, aggregate_id)
+        timeline = [
+            {"type": type(e).__name__, "version": e.originator_version, "at": e.timestamp.isoformat(),
+             "actor": event_metadata(e).get("actor")}
+            for e in events
+        ]
+        return aggregate, timeline
 
 
 @contextmanager

@@ -76,10 +76,6 @@ async def create_topics(settings: Settings, topics: list[Topic] | None = None, r
     return created
 
 
-async def ensure_topic(settings: Settings, topic: Topic, replication: int = 1) -> None:
-    await create_topics(settings, [topic], replication)
-
-
 def main(argv: list[str]) -> int:
     if argv[1:] != ["create"]:
         print("usage: python -m shared.topics create", file=sys.stderr)

@@ -66,11 +66,6 @@ def drop_database(name: str) -> None:
 
 
 @pytest.fixture
-def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "keys"
-
-
-@pytest.fixture
 def make_settings(tmp_path: Path, kafka: str, postgres: dict[str, object]) -> Iterator[Callable[..., Settings]]:
     """Settings for a service on PostgreSQL (a fresh database) and Kafka (a fresh topic prefix), topics created.
 

@@ -168,9 +168,9 @@ def _state(project: Project) -> ProjectState:
 
 def _visible(project: Project, who: Principal) -> None:
     """A partner sees only the dossiers assigned to it (others: 404, not to reveal they exist)."""
-    if who.has(Role.partner) and not who.has(*(r for r in Role if r != Role.partner)):
-        if who.partner_id not in (project.support_structure_id, project.local_operator_id):
-            raise NotFound("dossier", project.id)
+    if who.partner_scope is not None and who.partner_scope not in (project.support_structure_id,
+                                                                    project.local_operator_id):
+        raise NotFound("dossier", project.id)
 
 
 commands = command_router(prefix="/v1", tags=["dossiers"])
@@ -201,8 +201,8 @@ def list_projects(request: Request, who: Annotated[Principal, Depends(requires(*
         query = query.where(dossiers.c.status == status)
     if country:
         query = query.where(dossiers.c.country == country)
-    if who.has(Role.partner) and not who.has(*(r for r in Role if r != Role.partner)):
-        partner_id = who.partner_id or "-"
+    if who.partner_scope is not None:
+        partner_id = who.partner_scope
     if partner_id:
         query = query.where(or_(dossiers.c.support_structure_id == partner_id,
                                 dossiers.c.local_operator_id == partner_id))
@@ -227,7 +227,7 @@ def list_projects(request: Request, who: Annotated[Principal, Depends(requires(*
 @queries.get("/projects/{project_id}", response_model=ProjectDetail)
 def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(requires(*READERS))]) -> ProjectDetail:
     """A dossier as it is now, with the timeline of its events."""
-    project = app.get_project(project_id)
+    project, timeline = app.load_with_timeline(Project, project_id, "dossier")
     _visible(project, who)
     return ProjectDetail(
         id=project.id, reference=project.reference, status=project.status, version=project.version,
@@ -241,7 +241,7 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
         eligibility=project.eligibility, possible_duplicates=project.possible_duplicates, consent=project.consent,
         skills_review=project.skills_review, trainings=project.trainings, business_plan=project.business_plan,
         feasibility_conclusion=project.feasibility_conclusion, closure_reason=project.closure_reason,
-        timeline=app.timeline(project.id),
+        timeline=timeline,
     )
 
 

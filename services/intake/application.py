@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 
 from services.intake.domain import ClosureReason, Conclusion, Person, Project, RuleSet
 from services.intake.personal_data import PersonalDataVault
-from shared.domain import NotFound
 from shared.settings import Settings
 from shared.store import ServiceApplication
 from shared.telemetry import traced
@@ -41,14 +39,14 @@ class IntakeApplication(ServiceApplication):
                        planned_jobs: int) -> Project:
         """Take in a dossier, screen it against the rules in force, in one transaction."""
         person_id = self.vault.person_id(promoter["given_name"], promoter["family_name"], promoter["birth_date"])
-        try:
-            person: Person = self.repository.get(person_id)
-            sealed = self.vault.seal(person_id, promoter)
-        except AggregateNotFoundError:
+        person = self.find(Person, person_id)
+        if person is None:
             # A person's key is only ever stored with their Person's first events: a new
             # person has none, so there is no key to look up.
             person = Person(person_id=person_id)
             sealed = self.vault.seal(person_id, promoter, new_person=True)
+        else:
+            sealed = self.vault.seal(person_id, promoter)
         others = [str(p.id) for p in self._projects(person.project_ids) if p.counts_as_aid]
         project = Project(
             reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext, country=country,
@@ -111,10 +109,7 @@ class IntakeApplication(ServiceApplication):
 
     def forget_person(self, person_id: UUID) -> None:
         """Erase a person's personal data everywhere by deleting their key."""
-        try:
-            person: Person = self.repository.get(person_id)
-        except AggregateNotFoundError:
-            raise NotFound("person", person_id) from None
+        person = self.load(Person, person_id, "person")
         person.forget()
         self.save(person)
         self.vault.forget(person_id)
@@ -122,13 +117,7 @@ class IntakeApplication(ServiceApplication):
     # --- queries ---------------------------------------------------------------------
 
     def get_project(self, project_id: UUID) -> Project:
-        try:
-            project = self.repository.get(project_id)
-        except AggregateNotFoundError:
-            raise NotFound("dossier", project_id) from None
-        if not isinstance(project, Project):
-            raise NotFound("dossier", project_id)
-        return project
+        return self.load(Project, project_id, "dossier")
 
     def promoter(self, project: Project) -> dict[str, Any] | None:
         """The promoter's personal data in clear, or None once the person is forgotten."""

@@ -167,13 +167,6 @@ Officer = Annotated[Principal, Depends(requires(Role.intake_officer))]
 Reader = Annotated[Principal, Depends(requires(*READERS))]
 
 
-def _only_partner(who: Principal) -> str | None:
-    """The partner a caller is limited to (a token with the partner role alone), or None for staff."""
-    if who.has(Role.partner) and not who.has(*(r for r in Role if r != Role.partner)):
-        return who.partner_id or "-"
-    return None
-
-
 def _state(partner: Partner) -> PartnerState:
     return PartnerState(id=partner.id, name=partner.name, kind=partner.kind, status=partner.status,
                         feed_enabled=partner.feed_enabled, version=partner.version)
@@ -230,7 +223,7 @@ def list_partners(request: Request, who: Reader, kind: PartnerKind | None = None
         query = query.where(partners.c.region == region)
     if status:
         query = query.where(partners.c.status == status)
-    if (own := _only_partner(who)) is not None:
+    if (own := who.partner_scope) is not None:
         query = query.where(partners.c.id == own)
     query = _after_cursor(query, cursor, partners.c.registered_at, partners.c.id)
     with _engine(request).connect() as conn:
@@ -244,10 +237,10 @@ def list_partners(request: Request, who: Reader, kind: PartnerKind | None = None
 @queries.get("/partners/{partner_id}", response_model=PartnerDetail)
 def get_partner(partner_id: UUID, request: Request, app: App, who: Reader) -> PartnerDetail:
     """A partner as it is now, with its caseload and the timeline of its events."""
-    own = _only_partner(who)
+    own = who.partner_scope
     if own is not None and own != str(partner_id):
         raise NotFound("partner", partner_id)  # 404, not 403: do not reveal who else is in the network
-    partner = app.get_partner(partner_id)
+    partner, timeline = app.load_with_timeline(Partner, partner_id, "partner")
     with _engine(request).connect() as conn:
         row = conn.execute(select(partners).where(partners.c.id == str(partner_id))).mappings().first()
     caseload = row["caseload"] if row else 0
@@ -258,7 +251,7 @@ def get_partner(partner_id: UUID, request: Request, app: App, who: Reader) -> Pa
         available=available and partner.kind != PartnerKind.financial_partner, status=partner.status,
         suspension_reason=partner.suspension_reason,
         accreditation=AccreditationView(**partner.accreditation) if partner.accreditation else None,
-        feed_enabled=partner.feed_enabled, version=partner.version, timeline=app.timeline(partner.id),
+        feed_enabled=partner.feed_enabled, version=partner.version, timeline=timeline,
     )
 
 
@@ -298,7 +291,7 @@ def caseloads(request: Request, who: Reader, kind: PartnerKind | None = None) ->
                    partners.c.caseload).order_by(partners.c.name, partners.c.id)
     if kind:
         query = query.where(partners.c.kind == kind)
-    if (own := _only_partner(who)) is not None:
+    if (own := who.partner_scope) is not None:
         query = query.where(partners.c.id == own)
     with _engine(request).connect() as conn:
         rows = conn.execute(query).mappings().all()
@@ -320,7 +313,7 @@ def list_assignments(request: Request, who: Reader,
     query = select(assignments).order_by(assignments.c.requested_at, assignments.c.project_id).limit(limit + 1)
     if status:
         query = query.where(assignments.c.status == status)
-    involving = _only_partner(who) or (str(partner_id) if partner_id else None)
+    involving = who.partner_scope or (str(partner_id) if partner_id else None)
     if involving:
         query = query.where(or_(assignments.c.support_structure_id == involving,
                                 assignments.c.local_operator_id == involving))
@@ -337,8 +330,8 @@ def list_assignments(request: Request, who: Reader,
 @queries.get("/assignments/{project_id}", response_model=AssignmentDetail)
 def get_assignment(project_id: UUID, app: App, who: Reader) -> AssignmentDetail:
     """A dossier's partners, or the roles it still waits for. 404 when the dossier never asked for partners."""
-    assignment: Assignment = app.get_assignment(project_id)
-    own = _only_partner(who)
+    assignment, timeline = app.load_with_timeline(Assignment, project_id, "assignment")
+    own = who.partner_scope
     if own is not None and not assignment.involves(own):
         raise NotFound("assignment", project_id)
     return AssignmentDetail(
@@ -346,7 +339,7 @@ def get_assignment(project_id: UUID, app: App, who: Reader) -> AssignmentDetail:
         french_region=assignment.french_region, sector=assignment.sector,
         support_structure_id=assignment.support_structure_id, local_operator_id=assignment.local_operator_id,
         sector_matched=assignment.sector_matched, missing=assignment.missing, end_reason=assignment.end_reason,
-        version=assignment.version, timeline=app.timeline(assignment.id),
+        version=assignment.version, timeline=timeline,
     )
 
 

@@ -15,7 +15,6 @@ from datetime import date, datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from sqlalchemy import and_, or_, select
 
@@ -29,7 +28,6 @@ from services.partners.domain import (
     choose_partners,
 )
 from services.partners.projections import as_list, assignments, partners
-from shared.domain import NotFound
 from shared.projections import Projector
 from shared.settings import Settings
 from shared.store import CommandContext, ServiceApplication, acting, current_context
@@ -198,23 +196,10 @@ class PartnersApplication(ServiceApplication):
     # --- queries ---------------------------------------------------------------------------
 
     def get_partner(self, partner_id: UUID) -> Partner:
-        try:
-            partner = self.repository.get(partner_id)
-        except AggregateNotFoundError:
-            raise NotFound("partner", partner_id) from None
-        if not isinstance(partner, Partner):
-            raise NotFound("partner", partner_id)
-        return partner
+        return self.load(Partner, partner_id, "partner")
 
     def get_assignment(self, project_id: UUID) -> Assignment:
-        assignment = self._find_assignment(project_id)
-        if assignment is None:
-            raise NotFound("assignment", project_id)
-        return assignment
+        return self.load(Assignment, project_id, "assignment")
 
     def _find_assignment(self, project_id: UUID) -> Assignment | None:
-        try:
-            found = self.repository.get(project_id)
-        except AggregateNotFoundError:
-            return None
-        return found if isinstance(found, Assignment) else None
+        return self.find(Assignment, project_id)
