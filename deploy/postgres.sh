@@ -117,6 +117,9 @@ BEGIN
   END IF;
 END
 \$\$;
+-- DROP DATABASE ... WITH (FORCE) (the tests' clean-up) must also end an autovacuum
+-- worker that happens to be in the database; PostgreSQL 15 asks for this role.
+GRANT pg_signal_backend TO $DB_USER;
 SQL
     local db
     for db in $DATABASES; do

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,8 +62,17 @@ def create_database(name: str) -> None:
 
 
 def drop_database(name: str) -> None:
-    with psycopg.connect(dbname="postgres", autocommit=True, **POSTGRES) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # An autovacuum worker may be in the database at that moment; ending it needs
+    # pg_signal_backend (deploy/postgres.sh grants it). Retry once it has gone.
+    for attempt in range(10):
+        try:
+            with psycopg.connect(dbname="postgres", autocommit=True, **POSTGRES) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
