@@ -261,6 +261,7 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
     for n in levels:
         log(f"command path, {n} client(s): {warmup:g} s warm-up + {duration:g} s")
         spy.start(intake.pid, infra.work_dir / f"profile-commands-{n}-intake.txt")
+        spy.start(worker.pid, infra.work_dir / f"profile-commands-{n}-worker.txt")
         cmd = await http_load(intake.base_url, token, n, warmup, duration, infra.run_id, cpu_names)
         details.setdefault("profiles", []).extend(spy.stop())
         await worker.wait_quiet()  # intake's relay and projector catch up before the raw runs

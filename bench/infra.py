@@ -221,7 +221,7 @@ class ServiceProcess:
 
 
 class Spy:
-    """Optional: py-spy sampling a service process (all threads, idle included) while a series runs.
+    """Optional: py-spy sampling service processes (all threads, on-CPU samples only) while a series runs.
 
     Only with `--profile` and py-spy installed beside the interpreter (`pip install py-spy`;
     not a project dependency). Writes py-spy's "raw" collapsed stacks, one file per series.
@@ -236,7 +236,7 @@ class Spy:
         if not self.enabled or pid is None:
             return
         proc = subprocess.Popen(
-            [str(self.binary), "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(path), "--idle",
+            [str(self.binary), "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(path), "--gil",
              "--threads", "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -18,7 +18,7 @@ and header bytes), sent again in the same order with the same producer settings:
   - "streamed": every send at once, then await all acks (what the broker and client can
     do at best, for reference).
 Also measured, to explain the relay's rate: reading the log alone
-(`select_notifications`) and building the records alone (`Relay._records`: decode, the
+(`log_after`) and building the records alone (`Relay._records`: decode, the
 CloudEvent, RFC 8785 JSON, the leaf hash, the trace link; the publish span is one per batch).
 """
 
@@ -142,7 +142,7 @@ def time_store_read(app: ServiceApplication, batch_size: int) -> tuple[int, floa
     t0 = time.perf_counter()
     position, notes = 0, []
     while True:
-        batch = app.recorder.select_notifications(position, batch_size, None, (), inclusive_of_start=False)
+        batch = app.recorder.log_after(position, batch_size)
         if not batch:
             break
         notes.extend(batch)
@@ -217,7 +217,7 @@ async def run(infra: Infra, stack: Any, *, events: int, repeats: int,
                note=f"all sends then await acks (reference); runs {each['rawstreamed']}"),
         Figure(PART, "relay / raw produce (same batching)", pct, "%", (">=", TARGET_PCT),
                note=f"relay / raw streamed: {pct_streamed:.0f} %; mean record value {value_bytes:.0f} B"),
-        Figure(PART, "store read alone (select_notifications)", count / read_s, "events/s",
+        Figure(PART, "store read alone (log_after)", count / read_s, "events/s",
                note=f"{count} notifications in batches of {batch_size}"),
         Figure(PART, "records built alone (Relay._records)", count / build_s, "events/s",
                note=f"{1e6 * build_s / count:.0f} µs/event: decode, CloudEvent, canonical JSON, leaf hash, trace link"),

@@ -106,7 +106,8 @@ class TokenVerifier:
     def __init__(self, settings: Settings):
         self.settings = settings
         _, public = ensure_dev_keys(settings)
-        self.public_key = public.read_bytes()
+        # Loaded once: parsing the PEM on every request cost as much as checking the signature.
+        self.public_key = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(public.read_bytes())
 
     def verify(self, token: str) -> Principal:
         claims = jwt.decode(

@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 import orjson
 import rfc8785
@@ -133,17 +133,107 @@ def record_from_state(service: str, name: str, version: int, originator_id: Any,
     Built from what was stored, not from today's classes, so that publishing it again
     after an upgrade still gives the same bytes and the same Merkle leaf.
     """
-    meta = state.get(META) or {}
-    subject = str(originator_id)
+    data = {k: plain(v) for k, v in state.items() if k not in _NOT_DATA}
+    return _record(service, name, version, str(originator_id), originator_version, rfc3339(state["timestamp"]),
+                   data, state.get(META) or {}, sequence, jcs_safe=False)
+
+
+def record_from_stored_json(service: str, name: str, originator_id: Any, originator_version: int,
+                            stored: bytes, sequence: int) -> tuple[dict[str, Any], bytes, dict[str, Any]] | None:
+    """`record_from_state` straight from the stored JSON bytes, the same envelope and bytes
+    (and the stored metadata, for the record's headers).
+
+    The relay's fast path: orjson reads the library's JSON, and the values its transcoder
+    wrote as {"_type_": ..., "_data_": ...} (UUID, datetime, Decimal) become their plain
+    JSON form directly, instead of becoming objects and then strings again. None when the
+    stored state holds anything else (the caller takes the library's decoder then).
+    """
+    try:
+        state = orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return None
+    if type(state) is not dict:
+        return None
+    flags = [True]  # still "JCS-safe": ASCII keys only
+    try:
+        version = state.pop("class_version", 1)
+        time = _plain_stored(state.get("timestamp"), flags)
+        data = {k: _plain_stored(v, flags) for k, v in state.items() if k not in _NOT_DATA}
+        meta = _plain_stored(state.get(META) or {}, flags)
+    except _NotPlain:
+        return None
+    if type(time) is not str or type(meta) is not dict:
+        return None
+    envelope, value = _record(service, name, version, str(originator_id), originator_version, time, data, meta,
+                              sequence, jcs_safe=flags[0])
+    return envelope, value, meta
+
+
+class _NotPlain(Exception):
+    """A stored value the fast path does not know how to make plain."""
+
+
+def _uuid_text(hex_: str) -> str:
+    h = hex_.lower()
+    if len(h) != 32 or len(bytes.fromhex(h)) != 16:
+        raise _NotPlain(hex_)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _datetime_text(iso: str) -> str:
+    if iso.endswith("+00:00"):  # as the store writes aware UTC datetimes: rfc3339() of it
+        return iso[:-6] + "Z"
+    return rfc3339(datetime.fromisoformat(iso))
+
+
+_TRANSCODED = {"uuid_hex": _uuid_text, "datetime_iso": _datetime_text, "decimal_str": lambda text: str(Decimal(text))}
+
+
+def _plain_stored(value: Any, flags: list[bool]) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            convert = _TRANSCODED.get(value["_type_"])
+            if convert is None or type(value["_data_"]) is not str:
+                raise _NotPlain(value["_type_"])
+            return convert(value["_data_"])
+        for key in value:
+            if not key.isascii():
+                flags[0] = False
+        return {k: _plain_stored(v, flags) for k, v in value.items()}
+    if kind is list:
+        return [_plain_stored(v, flags) for v in value]
+    # A float (orjson also reads integers beyond 64 bits as floats): the library's decoder
+    # and RFC 8785's number form decide.
+    raise _NotPlain(kind.__name__)
+
+
+def _event_id(service: str, subject: str, originator_version: int) -> str:
+    """uuid5(EVENT_ID_NAMESPACE, "<service>/<subject>/<version>") as text, without UUID objects."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{service}/{subject}/{originator_version}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def _record(service: str, name: str, version: int, subject: str, originator_version: int, time: str,
+            data: dict[str, Any], meta: dict[str, Any], sequence: int, *, jcs_safe: bool
+            ) -> tuple[dict[str, Any], bytes]:
     leaf: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(uuid5(EVENT_ID_NAMESPACE, f"{service}/{subject}/{originator_version}")),
+        "id": _event_id(service, subject, originator_version),
         "source": f"/passerelle/{service}",
         "type": f"passerelle.{service}.{name}.v{version}",
         "subject": subject,
-        "time": rfc3339(state["timestamp"]),
+        "time": time,
         "datacontenttype": "application/json",
-        "data": {k: plain(v) for k, v in state.items() if k not in _NOT_DATA},
+        "data": data,
         "sequence": sequence,
         "aggregateversion": originator_version,
         "actor": meta.get("actor") or f"service:{service}",
@@ -151,7 +241,14 @@ def record_from_state(service: str, name: str, version: int, originator_id: Any,
         "causationid": meta.get("causationid") or subject,
         "codeversion": meta.get("codeversion") or "unknown",
     }
-    leaf_bytes = canonical_json(leaf)
+    leaf_bytes = None
+    if jcs_safe:  # what _plain_enough would check, already known from the walk
+        try:
+            leaf_bytes = orjson.dumps(leaf, option=orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER)
+        except orjson.JSONEncodeError:
+            leaf_bytes = None
+    if leaf_bytes is None:
+        leaf_bytes = canonical_json(leaf)
     leafhash = hashlib.sha256(b"\x00" + leaf_bytes).hexdigest()
     # The record is the leaf with `leafhash` in its sorted place, right after the top-level
     # "id" (which follows "data", so the last occurrence is the top-level one).

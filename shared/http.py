@@ -258,7 +258,8 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
             await runtime.close()
 
     api = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
-                  responses={422: {"description": "Invalid request (application/problem+json)"}})
+                  responses={422: {"description": "Invalid request (application/problem+json)"}},
+                  telemetry={"operation_spans": False, "metrics": False, "logs": False})
     api.state.runtime = runtime
     api.state.verifier = TokenVerifier(settings)
     problems.install(api)
@@ -334,6 +335,6 @@ def serve(service: str, create_app: Callable[[Settings], FastAPI]) -> None:
     from shared import telemetry
 
     settings = Settings(service=service)
-    telemetry.setup(service, settings.trace_exporter, settings.log_level)
+    telemetry.setup(service, settings.trace_exporter, settings.log_level, settings.trace_sql)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port, log_config=None,
                 timeout_graceful_shutdown=10)

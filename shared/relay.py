@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import JSONTranscoder, Tracking
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 
-from shared.envelope import CONTENT_TYPE, record_from_state
+from shared.envelope import CONTENT_TYPE, record_from_state, record_from_stored_json
 from shared.store import META, ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -225,10 +225,7 @@ class Relay:
     async def _send_next(self, kafka: AIOKafkaProducer) -> _InFlight | None:
         """Read, build and send the batch after what was read last; None when there is none."""
         with suppress_instrumentation():  # polling is not worth a trace; the publish span is
-            notifications = await asyncio.to_thread(
-                self.app.recorder.select_notifications, self._read_position, self.batch_size, None, (),
-                inclusive_of_start=False,
-            )
+            notifications = await asyncio.to_thread(self.app.recorder.log_after, self._read_position, self.batch_size)
         if not notifications:
             return None
         records, links = await asyncio.to_thread(self._records, notifications, self._read_sequence)
@@ -262,24 +259,34 @@ class Relay:
                  ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], list[Link]]:
         """Kafka records of stored events, built from the stored state as it is (no upcasting)."""
         mapper = self.app.mapper
+        # The fast path reads the library's own JSON format; any other transcoder: its decoder.
+        fast = type(mapper.transcoder) is JSONTranscoder
         records, links = [], []
+        linked: set[str] = set()
         for offset, notification in enumerate(notifications):
             stored = notification.state
             if mapper.cipher:
                 stored = mapper.cipher.decrypt(stored)
             if mapper.compressor:
                 stored = mapper.compressor.decompress(stored)
-            state = mapper.transcoder.decode(stored)
-            version = state.pop("class_version", 1)
             name = notification.topic.rpartition(".")[2].rpartition(":")[2]
-            envelope, value = record_from_state(self.service, name, version, notification.originator_id,
-                                                notification.originator_version, state,
-                                                first_sequence + offset)
+            record = fast and record_from_stored_json(self.service, name, notification.originator_id,
+                                                      notification.originator_version, stored, first_sequence + offset)
+            if not record:  # a value the fast path does not read: the library's decoder
+                state = mapper.transcoder.decode(stored)
+                version = state.pop("class_version", 1)
+                envelope, value = record_from_state(self.service, name, version, notification.originator_id,
+                                                    notification.originator_version, state, first_sequence + offset)
+                meta = state.get(META) or {}
+            else:
+                envelope, value, meta = record
             headers = [("content-type", CONTENT_TYPE.encode())]
-            traceparent = (state.get(META) or {}).get("traceparent")
+            traceparent = meta.get("traceparent")
             if traceparent:
                 headers.append(("traceparent", traceparent.encode()))
-                if (context := _span_context(traceparent)) is not None:
+                # One link per request in the batch (a request's events share its traceparent).
+                if traceparent not in linked and (context := _span_context(traceparent)) is not None:
+                    linked.add(traceparent)
                     links.append(Link(context))
             records.append((envelope["subject"].encode(), value, headers))
         return records, links

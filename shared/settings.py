@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Where traces go: "none", "console" or an OTLP endpoint is left for deployment.
     trace_exporter: str = "none"
+    trace_sql: bool = False  # a span per SQL statement (costly; for diagnosis)
 
     @property
     def http_port(self) -> int:

@@ -49,6 +49,8 @@ class JsonLinesSpanExporter(SpanExporter):
                 "span_id": format(ctx.span_id, "016x"),
                 "parent_id": format(s.parent.span_id, "016x") if s.parent else None,
                 "kind": s.kind.name,
+                "start_ns": s.start_time,
+                "duration_ms": round((s.end_time - s.start_time) / 1e6, 3) if s.end_time and s.start_time else None,
                 "links": [format(link.context.trace_id, "032x") for link in s.links],
                 "attributes": {k: v if isinstance(v, (str, int, float, bool)) else str(v) for k, v in (s.attributes or {}).items()},
             }))
@@ -84,10 +86,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def setup(service: str, exporter: str = "none", log_level: str = "INFO") -> None:
+def setup(service: str, exporter: str = "none", log_level: str = "INFO", trace_sql: bool = False) -> None:
     """Once per process: the tracer provider and JSON logs.
 
     exporter: "none" (spans made, not exported), "console", or "file:<path>".
+    trace_sql: a span for every SQL statement (psycopg, SQLAlchemy). Off by default: at
+    about ten statements per command it costs more CPU than the command's own work, and
+    the `eventstore save` and projection spans already time the store.
     """
     global _configured
     if _configured:
@@ -99,13 +104,14 @@ def setup(service: str, exporter: str = "none", log_level: str = "INFO") -> None
     elif exporter.startswith("file:"):
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(exporter[5:])))
     trace.set_tracer_provider(provider)
-    # The store (psycopg) and the read models (SQLAlchemy) appear in the trace. Instrumentors
-    # are process-wide singletons: done once, here, before any engine or pool exists.
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    if trace_sql:
+        # Statements of the store (psycopg) and the read models (SQLAlchemy) in the trace.
+        # Instrumentors are process-wide singletons: done once, here, before any pool exists.
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    PsycopgInstrumentor().instrument(tracer_provider=provider)
-    SQLAlchemyInstrumentor().instrument(tracer_provider=provider)
+        PsycopgInstrumentor().instrument(tracer_provider=provider)
+        SQLAlchemyInstrumentor().instrument(tracer_provider=provider)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
