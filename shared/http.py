@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
 from shared.auth import Principal, Role, TokenVerifier, principal, requires
+from shared.checkpoint import load_signer
 from shared.consumer import Consumer
 from shared.projections import Projector
 from shared.relay import Relay
@@ -271,6 +272,13 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
     async def healthz() -> dict[str, str]:
         """Alive."""
         return {"status": "ok", "service": settings.service}
+
+    @api.get("/v1/keys", tags=["audit"])
+    async def keys() -> dict[str, Any]:
+        """The public key that signs this service's checkpoints on `audit.checkpoints` (public:
+        anyone verifying the log needs it). `verifier_key` is the form Go's sumdb/note reads."""
+        signer = runtime.relay.checkpoints.signer if runtime.relay else load_signer(settings)
+        return {"service": settings.service, "checkpoint_origin": signer.name, "keys": [signer.describe()]}
 
     @api.get("/readyz", tags=["operations"])
     async def readyz() -> Response:

@@ -9,6 +9,11 @@ unacknowledged tail (same bytes, same CloudEvent id), never skips.
 One relay is active per service: on PostgreSQL it holds an advisory lock, on
 SQLite a file lock. It is woken by every save in its own process, by the
 store's LISTEN/NOTIFY channel on PostgreSQL, and otherwise polls.
+
+The relay also keeps the RFC 9162 Merkle tree of what it published (leaves: the
+records' leaf hashes, in `sequence` order), recorded with its position, and
+every N events or T seconds publishes a signed checkpoint of it to
+`audit.checkpoints` (DESIGN §5), once the events it covers are acknowledged.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -26,8 +33,11 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 
+from shared.checkpoint import Checkpoint, NoteSigner, load_signer
 from shared.envelope import CONTENT_TYPE, record_from_state, record_from_stored_json
+from shared.merkle import CompactTree
 from shared.store import META, ServiceApplication
+from shared.topics import CHECKPOINTS_TOPIC
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("passerelle.relay")
@@ -64,12 +74,31 @@ class _InFlight:
     last_id: int
     count: int
     span: Any
+    leaves: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Checkpoints:
+    """Where and how often a relay publishes its log's signed checkpoints."""
+
+    topic: str
+    signer: NoteSigner
+    every_events: int = 1000
+    every_seconds: float = 10.0
+
+    @classmethod
+    def of(cls, app: ServiceApplication) -> Checkpoints:
+        s = app.settings
+        return cls(s.topic(CHECKPOINTS_TOPIC), load_signer(s), s.checkpoint_every_events, s.checkpoint_every_seconds)
 
 
 class Relay:
     def __init__(self, app: ServiceApplication, topic: str, *, batch_size: int = 500, poll_interval: float = 0.5,
-                 coalesce: float = 0.001):
+                 coalesce: float = 0.001, checkpoints: Checkpoints | None = None):
         self.app = app
+        self.checkpoints = checkpoints or Checkpoints.of(app)
+        self.tree = CompactTree()
+        self.checkpointed = (0, time.monotonic())  # (tree size, when) of the last checkpoint published
         self.service = app.name
         self.topic = topic
         self.batch_size = batch_size
@@ -89,8 +118,10 @@ class Relay:
 
     def wake(self) -> None:
         """Thread-safe: called after every save in this process."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to wake
+                loop.call_soon_threadsafe(self._wake.set)
 
     async def _wait(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -165,8 +196,9 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set. Restarts after broker or store errors."""
+        if self._loop is None:
+            self.app.on_save(self.wake)
         self._loop = asyncio.get_running_loop()
-        self.app.on_save(self.wake)
         while not stop.is_set():
             try:
                 async with self._leadership(stop):
@@ -189,6 +221,8 @@ class Relay:
     async def _relay(self, kafka: AIOKafkaProducer, stop: asyncio.Event) -> None:
         self.position = await asyncio.to_thread(self.app.tracking_position, self.tracking_name) or 0
         self.sequence = await asyncio.to_thread(self.app.recorder.count_notifications, self.position)
+        self.tree = await asyncio.to_thread(self._restore_tree)
+        self.checkpointed = (0, time.monotonic())
         log.info("relay of %s starts after notification %d (sequence %d)", self.topic, self.position, self.sequence)
         self._read_position, self._read_sequence = self.position, self.sequence
         in_flight: _InFlight | None = None
@@ -201,8 +235,10 @@ class Relay:
                 sent = await self._send_next(kafka)
                 if in_flight is not None:
                     await self._complete(in_flight)
+                    await self._checkpoint(kafka)
                 in_flight = sent
                 if sent is None:
+                    await self._checkpoint(kafka)
                     await self._wait()
         finally:
             if in_flight is not None and not self._lock_lost.is_set():
@@ -217,6 +253,7 @@ class Relay:
             sent = await self._send_next(kafka)
             if in_flight is not None:
                 await self._complete(in_flight)
+                await self._checkpoint(kafka)
                 published += in_flight.count
             if sent is None:
                 return published
@@ -237,10 +274,10 @@ class Relay:
                         "messaging.batch.message_count": len(records)},
         )
         acks = [await kafka.send(self.topic, value=value, key=key, headers=headers)
-                for key, value, headers in records]
+                for key, value, headers, _ in records]
         self._read_position = notifications[-1].id
         self._read_sequence += len(notifications)
-        return _InFlight(acks, notifications[-1].id, len(notifications), span)
+        return _InFlight(acks, notifications[-1].id, len(notifications), span, [leaf for *_, leaf in records])
 
     async def _complete(self, batch: _InFlight) -> None:
         """Wait until every record of the batch is acknowledged by all in-sync replicas, then
@@ -249,15 +286,55 @@ class Relay:
             await asyncio.gather(*batch.acks)
         finally:
             batch.span.end()
+        for leaf in batch.leaves:
+            self.tree.append(leaf)
         with suppress_instrumentation():
-            await asyncio.to_thread(self.app.record_position_hint, Tracking(self.tracking_name, batch.last_id))
+            await asyncio.to_thread(self.app.record_position_hint, Tracking(self.tracking_name, batch.last_id),
+                                    json.dumps(self.tree.to_dict()))
         self.position = batch.last_id
         self.sequence += batch.count
         self.published += batch.count
 
+    async def _checkpoint(self, kafka: AIOKafkaProducer) -> None:
+        """Publish a signed checkpoint of the tree when N events or T seconds have passed since
+        the last one (and the tree grew). Every event it covers is acknowledged already."""
+        size, when = self.checkpointed
+        if self.tree.size == size:
+            return
+        if self.tree.size - size < self.checkpoints.every_events and \
+                time.monotonic() - when < self.checkpoints.every_seconds:
+            return
+        checkpoint = Checkpoint(self.checkpoints.signer.name, self.tree.size, self.tree.root())
+        note = self.checkpoints.signer.sign(checkpoint.text())  # Ed25519: the same note for the same tree
+        await kafka.send_and_wait(self.checkpoints.topic, value=note.encode(), key=self.service.encode(),
+                                  headers=[("content-type", b"text/plain; charset=utf-8")])
+        self.checkpointed = (checkpoint.size, time.monotonic())
+
+    def _restore_tree(self) -> CompactTree:
+        """The tree at the relay's position: as recorded with it, or rebuilt from the log
+        (the first start of a relay that kept none)."""
+        recorded = self.app.recorder.log_tree(self.tracking_name)
+        if recorded is not None:
+            tree = CompactTree.from_dict(json.loads(recorded))
+            if tree.size == self.sequence:
+                return tree
+            log.warning("relay of %s: recorded tree of %d leaves, position at %d: rebuilding it",
+                        self.topic, tree.size, self.sequence)
+        tree, position, sequence = CompactTree(), 0, 0
+        while position < self.position:
+            notifications = [n for n in self.app.recorder.log_after(position, self.batch_size)
+                             if n.id <= self.position]
+            if not notifications:
+                break
+            for *_, leaf in self._records(notifications, sequence)[0]:
+                tree.append(leaf)
+            position, sequence = notifications[-1].id, sequence + len(notifications)
+        return tree
+
     def _records(self, notifications: list[Any], first_sequence: int
-                 ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], list[Link]]:
-        """Kafka records of stored events, built from the stored state as it is (no upcasting)."""
+                 ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]], bytes]], list[Link]]:
+        """Kafka records of stored events, built from the stored state as it is (no upcasting),
+        each with its leaf hash."""
         mapper = self.app.mapper
         # The fast path reads the library's own JSON format; any other transcoder: its decoder.
         fast = type(mapper.transcoder) is JSONTranscoder
@@ -288,7 +365,7 @@ class Relay:
                 if traceparent not in linked and (context := _span_context(traceparent)) is not None:
                     linked.add(traceparent)
                     links.append(Link(context))
-            records.append((envelope["subject"].encode(), value, headers))
+            records.append((envelope["subject"].encode(), value, headers, bytes.fromhex(envelope["leafhash"])))
         return records, links
 
     def lag(self) -> int:

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     jwt_audience: str = "passerelle"
     # Master key wrapping the per-person data keys (base64, 32 bytes); made under var/keys when empty.
     master_key_path: Path | None = None
+    # The Ed25519 key that signs the log's checkpoints (made under keys_dir for development).
+    checkpoint_key_path: Path | None = None
+    checkpoint_every_events: int = 1000
+    checkpoint_every_seconds: float = 10.0
 
     cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     max_body_bytes: int = 64 * 1024

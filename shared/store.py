@@ -199,6 +199,10 @@ class _SideTables:
     def data_keys_table(self) -> str:
         return f"{self.prefix}data_keys"
 
+    @property
+    def log_tree_table(self) -> str:
+        return f"{self.prefix}log_tree"
+
     def side_table_statements(self) -> list[str]:
         blob = "BYTEA" if self.ph == "%s" else "BLOB"
         return [
@@ -210,6 +214,8 @@ class _SideTables:
             " PRIMARY KEY (topic, part, record_offset))",
             # Per-person data keys (wrapped): deleting one erases that person's data everywhere.
             f"CREATE TABLE IF NOT EXISTS {self.data_keys_table} (key_id TEXT PRIMARY KEY, wrapped {blob} NOT NULL)",
+            # The relay's Merkle tree of the published log (compact form), kept with its position.
+            f"CREATE TABLE IF NOT EXISTS {self.log_tree_table} (name TEXT PRIMARY KEY, tree TEXT NOT NULL)",
         ]
 
     def _write_side_rows(self, curs: Any, kwargs: dict[str, Any]) -> None:
@@ -275,6 +281,15 @@ class _SideTables:
     def delete_data_key(self, key_id: str) -> None:
         self._run(f"DELETE FROM {self.data_keys_table} WHERE key_id = {self.ph}", (key_id,))
 
+    def _write_log_tree(self, curs: Any, name: str, tree: str) -> None:
+        p = self.ph
+        curs.execute(f"INSERT INTO {self.log_tree_table} (name, tree) VALUES ({p}, {p})"
+                     f" ON CONFLICT (name) DO UPDATE SET tree = excluded.tree", (name, tree))
+
+    def log_tree(self, name: str) -> str | None:
+        rows = self._rows(f"SELECT tree FROM {self.log_tree_table} WHERE name = {self.ph}", (name,))
+        return rows[0][0] if rows else None
+
     def count_notifications(self, up_to: int) -> int:
         """How many notifications have ids <= up_to: the `sequence` of the next one."""
         column = "notification_id" if self.ph == "%s" else "rowid"
@@ -305,15 +320,18 @@ class PostgresRecorder(_SideTables, PostgresProcessRecorder):
             return [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4])
                     for r in curs.fetchall()]
 
-    def insert_position(self, tracking: Tracking) -> None:
-        """Record a relay position without waiting for the WAL flush.
+    def insert_position(self, tracking: Tracking, tree: str | None = None) -> None:
+        """Record a relay position (and its log's tree) without waiting for the WAL flush.
 
         Safe because a position is only a hint of where to resume: if a crash loses
-        the last one, the relay re-publishes those events, as the same bytes.
+        the last one, the relay re-publishes those events, as the same bytes; the tree
+        commits with the position, so it always matches it.
         """
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SET LOCAL synchronous_commit TO OFF")
             self._insert_tracking(curs, tracking)
+            if tree is not None:
+                self._write_log_tree(curs, tracking.application_name, tree)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -339,8 +357,11 @@ class SQLiteRecorder(_SideTables, SQLiteProcessRecorder):
         """The relay's read: the notifications after `after`, oldest first."""
         return list(self.select_notifications(after, limit, None, (), inclusive_of_start=False))
 
-    def insert_position(self, tracking: Tracking) -> None:
-        self.insert_tracking(tracking)
+    def insert_position(self, tracking: Tracking, tree: str | None = None) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            if tree is not None:
+                self._write_log_tree(c, tracking.application_name, tree)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
@@ -405,10 +426,11 @@ class ServiceApplication(Application[UUID]):
             listener()
         return recordings
 
-    def record_position_hint(self, tracking: Tracking) -> None:
+    def record_position_hint(self, tracking: Tracking, tree: str | None = None) -> None:
         """Record a position that may be lost in a crash at no harm: how far the relay has
-        published (it re-publishes), or records that caused nothing (they are read again)."""
-        self.recorder.insert_position(tracking)
+        published (it re-publishes), or records that caused nothing (they are read again).
+        `tree`: the relay's Merkle tree at that position, recorded with it."""
+        self.recorder.insert_position(tracking, tree)
 
     def tracking_position(self, name: str) -> int | None:
         return self.recorder.max_tracking_id(name)

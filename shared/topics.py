@@ -18,6 +18,8 @@ from shared.settings import Settings
 FOREVER = "-1"
 THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
 SERVICES = ("intake", "partners", "funding", "followup")
+# Every relay's signed checkpoints, keyed by service: one partition keeps them in order.
+CHECKPOINTS_TOPIC = "audit.checkpoints"
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def definitions(replication: int = 1) -> list[Topic]:
     durable = {"retention.ms": FOREVER, "retention.bytes": "-1", "cleanup.policy": "delete",
                "min.insync.replicas": "2" if replication >= 3 else "1"}
     topics = [Topic(event_topic(s), 3, durable) for s in SERVICES]
-    topics.append(Topic("audit.checkpoints", 1, durable))
+    topics.append(Topic(CHECKPOINTS_TOPIC, 1, durable))
     topics += [Topic(dlq_topic(event_topic(s)), 3, {"retention.ms": THIRTY_DAYS_MS}) for s in SERVICES]
     return topics
 

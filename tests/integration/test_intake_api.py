@@ -230,6 +230,20 @@ def test_health_and_readiness(intake):
     assert r.json()["checks"]["store"] == "ok"
 
 
+def test_the_checkpoint_key_is_public_and_opens_the_notes_the_relay_signs(intake):
+    import base64
+
+    from shared.checkpoint import Checkpoint, load_signer, open_note
+
+    r = intake.get("/v1/keys")  # no token: a public key is for anyone who verifies
+    assert r.status_code == 200, r.text
+    key = r.json()["keys"][0]
+    assert key["name"] == r.json()["checkpoint_origin"] == "passerelle/intake" and key["algorithm"] == "Ed25519"
+    note = load_signer(intake.settings).sign(Checkpoint("passerelle/intake", 1, bytes(32)).text())
+    assert open_note(note, key["name"], base64.b64decode(key["public_key"])).startswith("passerelle/intake\n1\n")
+    assert key["verifier_key"].startswith(f"passerelle/intake+{key['key_id']}+")
+
+
 def test_metrics_count_commands_and_show_lags(intake):
     intake.post("/v1/projects", json=body(), headers=intake.officer)
     text = intake.get("/metrics").text
