@@ -23,7 +23,7 @@ from uuid import UUID
 import yaml
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 
-from shared.topics import dlq_topic, event_topic
+from shared.topics import CHECKPOINTS_TOPIC, dlq_topic, event_topic
 
 # The services whose events are published, and where their aggregates live.
 SERVICES = {
@@ -141,6 +141,17 @@ RECORD_HEADERS = {
 }
 
 
+CHECKPOINT_MESSAGE = {
+    "name": "Checkpoint",
+    "title": "Signed checkpoint",
+    "summary": "A C2SP tlog-checkpoint (origin `passerelle/<service>`, tree size, base64 root hash, one per "
+               "line) in a C2SP signed note, signed with the service's Ed25519 key (GET /v1/keys).",
+    "contentType": "text/plain; charset=utf-8",
+    "payload": {"type": "string", "pattern": "^passerelle/[a-z]+\\n[0-9]+\\n[A-Za-z0-9+/=]{44}\\n",
+                "examples": ["passerelle/intake\n12\n<base64 root>\n\n\u2014 passerelle/intake <base64 key id and signature>\n"]},
+}
+
+
 def document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -167,6 +178,18 @@ def document() -> dict[str, Any]:
             "action": "send", "channel": {"$ref": f"#/channels/{topic}"},
             "summary": f"The {service} relay publishes its event store, in order, with an idempotent producer.",
         }
+    channels[CHECKPOINTS_TOPIC] = {
+        "address": CHECKPOINTS_TOPIC,
+        "description": "Every relay's signed checkpoints of its service's log (RFC 9162 Merkle tree over "
+                       "`sequence`), keyed by service name, one partition; kept forever.",
+        "messages": {"Checkpoint": {"$ref": "#/components/messages/Checkpoint"}},
+    }
+    messages["Checkpoint"] = CHECKPOINT_MESSAGE
+    operations["publishCheckpoints"] = {
+        "action": "send", "channel": {"$ref": f"#/channels/{CHECKPOINTS_TOPIC}"},
+        "summary": "Each relay publishes a checkpoint every N events or T seconds, once the events it covers "
+                   "are acknowledged.",
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {
