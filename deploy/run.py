@@ -47,7 +47,7 @@ SERVICES: list[tuple[str, str, int]] = [
     ("partners", "services.partners.main", 8002),
     # ("funding", "services.funding.main", 8003),
     # ("followup", "services.followup.main", 8004),
-    # ("audit", "services.audit.main", 8005),
+    ("audit", "services.audit.main", 8005),
 ]
 
 HOST = "127.0.0.1"

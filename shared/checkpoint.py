@@ -66,6 +66,18 @@ def verifier_key(name: str, public_key: bytes) -> str:
     return f"{name}+{key_id(name, public_key).hex()}+{base64.b64encode(ED25519 + public_key).decode()}"
 
 
+def parse_verifier_key(text: str) -> tuple[str, bytes]:
+    """(name, Ed25519 public key) of a verifier key `<name>+<key id hex>+<base64(0x01 || key)>`."""
+    name, key_hash, encoded = text.strip().split("+", 2) if text.count("+") >= 2 else ("", "", "")
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except ValueError as exc:
+        raise ValueError(f"not a verifier key: {text!r}") from exc
+    if not name or blob[:1] != ED25519 or len(blob) != 33 or key_id(name, blob[1:]).hex() != key_hash:
+        raise ValueError(f"not an Ed25519 verifier key: {text!r}")
+    return name, blob[1:]
+
+
 def raw_public_key(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 

@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
 from shared.auth import Principal, Role, TokenVerifier, principal, requires
-from shared.checkpoint import load_signer
 from shared.consumer import Consumer
 from shared.projections import Projector
 from shared.relay import Relay
@@ -43,7 +42,7 @@ class Runtime:
     """Everything a service runs, wired once in its `main.py`."""
 
     settings: Settings
-    app: ServiceApplication
+    app: ServiceApplication | None  # None: a service without a store of its own (audit)
     relay: Relay | None = None
     consumers: list[Consumer] = field(default_factory=list)
     projector: Projector | None = None
@@ -101,7 +100,8 @@ class Runtime:
                 log.exception("task %s ended with an error", task.get_name())
         if self.projector:
             self.projector.stop()
-        self.app.close()
+        if self.app is not None:
+            self.app.close()
 
 
 class BodyLimit:
@@ -266,19 +266,22 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
     problems.install(api)
     for router in routers:
         api.include_router(router)
-    api.include_router(operations_router())
+    if runtime.app is not None:  # parked records and projections live in the service's store
+        api.include_router(operations_router())
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         """Alive."""
         return {"status": "ok", "service": settings.service}
 
-    @api.get("/v1/keys", tags=["audit"])
-    async def keys() -> dict[str, Any]:
-        """The public key that signs this service's checkpoints on `audit.checkpoints` (public:
-        anyone verifying the log needs it). `verifier_key` is the form Go's sumdb/note reads."""
-        signer = runtime.relay.checkpoints.signer if runtime.relay else load_signer(settings)
-        return {"service": settings.service, "checkpoint_origin": signer.name, "keys": [signer.describe()]}
+    if runtime.relay is not None:
+        signer = runtime.relay.checkpoints.signer
+
+        @api.get("/v1/keys", tags=["audit"])
+        async def keys() -> dict[str, Any]:
+            """The public key that signs this service's checkpoints on `audit.checkpoints` (public:
+            anyone verifying the log needs it). `verifier_key` is the form Go's sumdb/note reads."""
+            return {"service": settings.service, "checkpoint_origin": signer.name, "keys": [signer.describe()]}
 
     @api.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
@@ -286,8 +289,9 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
         checks: dict[str, Any] = {}
         ready = True
         try:
-            await asyncio.wait_for(asyncio.to_thread(runtime.app.recorder.max_notification_id), 5)
-            checks["store"] = "ok"
+            if runtime.app is not None:
+                await asyncio.wait_for(asyncio.to_thread(runtime.app.recorder.max_notification_id), 5)
+                checks["store"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["store"] = f"unreachable: {type(exc).__name__}"
             ready = False

@@ -76,6 +76,94 @@ class CompactTree:
         return tree
 
 
+class MerkleLog:
+    """A whole tree, every node kept: the root at any past size and proofs in O(log n).
+
+    Level k holds the hashes of the aligned perfect subtrees of 2^k leaves, 32 bytes
+    each in one bytearray (a million leaves take 64 MB, not a Python object per node).
+    Every range RFC 9162's recursion asks for, [lo, hi) with lo a multiple of the
+    smallest power of two >= hi - lo, is a few of those nodes (`range_hash`).
+    """
+
+    def __init__(self) -> None:
+        self.levels: list[bytearray] = [bytearray()]
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0]) // 32
+
+    def leaf(self, index: int) -> bytes:
+        return bytes(self.levels[0][index * 32:(index + 1) * 32])
+
+    def append(self, leaf: bytes) -> None:
+        if len(leaf) != 32:
+            raise ValueError("a leaf hash is 32 bytes")
+        self.levels[0] += leaf
+        index, level = self.size - 1, 0
+        while index % 2 == 1:  # a right child completes its parent
+            below = self.levels[level]
+            parent = node_hash(bytes(below[(index - 1) * 32:index * 32]), bytes(below[index * 32:(index + 1) * 32]))
+            level, index = level + 1, index // 2
+            if len(self.levels) == level:
+                self.levels.append(bytearray())
+            self.levels[level] += parent
+
+    def _node(self, level: int, index: int) -> bytes:
+        return bytes(self.levels[level][index * 32:(index + 1) * 32])
+
+    def range_hash(self, lo: int, hi: int) -> bytes:
+        """MTH(D[lo:hi]) for the ranges of RFC 9162's recursion."""
+        n = hi - lo
+        if n <= 0:
+            return EMPTY_ROOT
+        if n & (n - 1) == 0:  # perfect: one stored node
+            level = n.bit_length() - 1
+            return self._node(level, lo >> level)
+        k = _split(n)
+        return node_hash(self.range_hash(lo, lo + k), self.range_hash(lo + k, hi))
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size if size is None else size
+        if not 0 <= size <= self.size:
+            raise ValueError(f"the log has {self.size} leaves, not {size}")
+        return self.range_hash(0, size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """PATH(index, D[size])."""
+        if not 0 <= index < size <= self.size:
+            raise ValueError(f"leaf {index} is not in a tree of {size}")
+        proof: list[bytes] = []
+        lo, hi = 0, size
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if index < lo + k:
+                proof.append(self.range_hash(lo + k, hi))
+                hi = lo + k
+            else:
+                proof.append(self.range_hash(lo, lo + k))
+                lo += k
+        return proof[::-1]
+
+    def consistency_proof(self, first: int, size: int) -> list[bytes]:
+        """PROOF(first, D[size])."""
+        if not 0 < first <= size <= self.size:
+            raise ValueError(f"no consistency proof from {first} to {size}")
+        proof: list[bytes] = []
+        lo, hi, m, whole = 0, size, first, True
+        while True:
+            if m == hi - lo:
+                if not whole:
+                    proof.append(self.range_hash(lo, hi))
+                return proof[::-1]
+            k = _split(hi - lo)
+            if m <= k:
+                proof.append(self.range_hash(lo + k, hi))
+                hi = lo + k
+            else:
+                proof.append(self.range_hash(lo, lo + k))
+                lo, m, whole = lo + k, m - k, False
+
+
 # --- proofs (RFC 9162 2.1.3 and 2.1.4) ----------------------------------------------------
 
 

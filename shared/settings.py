@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     checkpoint_key_path: Path | None = None
     checkpoint_every_events: int = 1000
     checkpoint_every_seconds: float = 10.0
+    # The audit's trusted keys: verifier keys (`GET /v1/keys`' verifier_key), comma separated.
+    # Empty: the development keys under keys_dir (never in production).
+    audit_verifier_keys: str = ""
 
     cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     max_body_bytes: int = 64 * 1024

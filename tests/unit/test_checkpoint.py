@@ -31,6 +31,16 @@ def test_notes_are_signed_byte_for_byte_as_go_signs_them():
     assert signer.describe()["verifier_key"] == GO_VERIFIER_KEY
 
 
+def test_a_verifier_key_reads_back_and_a_wrong_one_is_refused():
+    from shared.checkpoint import parse_verifier_key
+
+    name, key = parse_verifier_key(GO_VERIFIER_KEY)
+    assert name == "PeterNeumann" and key == go_signer().public_key
+    for bad in ("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", "PeterNeumann", "a+b+c"):
+        with pytest.raises(ValueError):
+            parse_verifier_key(bad)
+
+
 def test_a_note_opens_only_with_its_key_and_its_exact_text():
     signer = go_signer()
     assert open_note(GO_NOTE, "PeterNeumann", signer.public_key) == GO_TEXT

@@ -69,3 +69,20 @@ def test_the_proofs_of_the_rfc_shape_for_a_tree_of_seven():
     assert inclusion_proof(d, 0) == [d[1], node_hash(d[2], d[3]), root(d[4:7])]
     # The consistency proof between the tree of 3 and the tree of 7 is [c, d, g, l] in the RFC's names.
     assert consistency_proof(d, 3) == [d[2], d[3], node_hash(d[0], d[1]), root(d[4:7])]
+
+
+def test_the_whole_log_gives_the_same_roots_and_proofs_as_the_rfc_recursion():
+    from shared.merkle import MerkleLog
+
+    d = leaves(37)
+    log = MerkleLog()
+    for leaf in d:
+        log.append(leaf)
+    assert log.size == 37 and log.leaf(5) == d[5]
+    for size in range(0, 38):
+        assert log.root(size) == root(d[:size]), size
+    for size in range(1, 38):
+        for i in range(size):
+            assert log.inclusion_proof(i, size) == inclusion_proof(d[:size], i), (i, size)
+        for first in range(1, size + 1):
+            assert log.consistency_proof(first, size) == consistency_proof(d[:size], first), (first, size)

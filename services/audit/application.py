@@ -1,0 +1,163 @@
+"""The audit's application: every service's log rebuilt from Kafka records, nothing else.
+
+It has no store of its own and trusts only the records and the services' public
+keys: on every start it replays every topic from offset 0 (consumers.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import uuid
+from typing import Any
+
+import orjson
+
+from services.audit.domain import Problem, ServiceLog
+from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
+from shared.domain import InvalidValue, NotFound
+from shared.envelope import canonical_json
+from shared.settings import Settings
+from shared.topics import SERVICES
+
+
+def trusted_keys(settings: Settings) -> dict[str, bytes]:
+    """Key name (the checkpoint origin, `passerelle/<service>`) -> Ed25519 public key."""
+    if settings.audit_verifier_keys.strip():
+        keys = [parse_verifier_key(k) for k in settings.audit_verifier_keys.replace(",", " ").split()]
+        return dict(keys)
+    # Development: the keys the services make for themselves under the same keys_dir.
+    signers = [load_signer(settings.model_copy(update={"service": service})) for service in SERVICES]
+    return {s.name: s.public_key for s in signers}
+
+
+def content_hash(envelope: dict[str, Any]) -> bytes:
+    """The leaf hash of an envelope: sha256(0x00 || JCS(envelope without leafhash))."""
+    leaf = {k: v for k, v in envelope.items() if k != "leafhash"}
+    return hashlib.sha256(b"\x00" + canonical_json(leaf)).digest()
+
+
+class AuditApplication:
+    def __init__(self, settings: Settings, keys: dict[str, bytes] | None = None):
+        self.settings = settings
+        self.keys = trusted_keys(settings) if keys is None else keys
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a replay starts from offset 0."""
+        with getattr(self, "_lock", threading.Lock()):
+            self.logs: dict[str, ServiceLog] = {service: ServiceLog(service) for service in SERVICES}
+
+    def _log(self, service: str) -> ServiceLog:
+        return self.logs.setdefault(service, ServiceLog(service))
+
+    # --- what the records say -------------------------------------------------------------
+
+    def record_event(self, service: str, value: bytes, where: str) -> None:
+        """A record of `<service>.events`."""
+        try:
+            envelope = orjson.loads(value)
+            sequence, claimed = envelope["sequence"], bytes.fromhex(envelope["leafhash"])
+            if type(sequence) is not int or len(claimed) != 32:
+                raise ValueError("sequence or leafhash malformed")
+            matches = content_hash(envelope) == claimed
+            event_id = uuid.UUID(envelope["id"]).bytes
+        except (ValueError, KeyError, TypeError) as exc:
+            with self._lock:
+                self._log(service).problem("modified", None, f"{where} is not a CloudEvent of the log: {exc}")
+            return
+        with self._lock:
+            self._log(service).record_event(sequence, claimed, matches, where, event_id)
+
+    def record_checkpoint(self, key: bytes | None, value: bytes, where: str) -> None:
+        """A record of `audit.checkpoints`, keyed by the service whose log it signs."""
+        service = (key or b"").decode(errors="replace")
+        name = f"passerelle/{service}"
+        public_key = self.keys.get(name)
+        with self._lock:
+            log = self._log(service)
+            if public_key is None:
+                log.problem("bad signature", None, f"checkpoint {where}: no trusted key for {name}")
+                return
+            try:
+                checkpoint = Checkpoint.parse(open_note(value.decode(), name, public_key))
+                if checkpoint.origin != name:
+                    raise InvalidNote(f"origin {checkpoint.origin} under the key of {name}")
+            except (InvalidNote, UnicodeDecodeError, ValueError) as exc:
+                log.record_checkpoint(0, b"", False, f"{where} ({exc})")
+                return
+            log.record_checkpoint(checkpoint.size, checkpoint.root, True, where)
+
+    def settle(self) -> None:
+        with self._lock:
+            for log in self.logs.values():
+                log.settle()
+
+    # --- what the auditor asks --------------------------------------------------------------
+
+    def verification(self) -> dict[str, Any]:
+        with self._lock:
+            services = {}
+            for name, log in sorted(self.logs.items()):
+                services[name] = {
+                    "size": log.size,
+                    "root": log.tree.root().hex(),
+                    "events_seen": log.events_seen,
+                    "checkpoints_seen": log.checkpoints_seen,
+                    "verified_checkpoint": None if log.verified is None else {
+                        "size": log.verified.size, "root": log.verified.root.hex(), "record": log.verified.where},
+                    "unverified_events": log.size - (log.verified.size if log.verified else 0),
+                    "problems": [_problem(p) for p in log.problems],
+                }
+            return {"ok": not any(s["problems"] for s in services.values()), "services": services}
+
+    def problems(self) -> list[Problem]:
+        with self._lock:
+            return [p for log in self.logs.values() for p in log.problems]
+
+    def inclusion_proof(self, service: str, sequence: int, size: int | None = None) -> dict[str, Any]:
+        with self._lock:
+            log = self._known(service)
+            size = self._size(log, size)
+            if not 0 <= sequence < size:
+                raise InvalidValue("seq", f"the tree of {size} events has no event {sequence}")
+            return {
+                "service": service, "sequence": sequence, "tree_size": size,
+                "leaf_hash": log.tree.leaf(sequence).hex(), "root": log.tree.root(size).hex(),
+                "root_base64": base64.b64encode(log.tree.root(size)).decode(),
+                "proof": [p.hex() for p in log.tree.inclusion_proof(sequence, size)],
+            }
+
+    def consistency_proof(self, service: str, first: int, second: int | None = None) -> dict[str, Any]:
+        with self._lock:
+            log = self._known(service)
+            second = self._size(log, second)
+            if not 0 < first <= second:
+                raise InvalidValue("from", f"a consistency proof goes from 1..{second} events to {second}")
+            return {
+                "service": service, "from": first, "to": second,
+                "from_root": log.tree.root(first).hex(), "to_root": log.tree.root(second).hex(),
+                "proof": [p.hex() for p in log.tree.consistency_proof(first, second)],
+            }
+
+    def _known(self, service: str) -> ServiceLog:
+        if service not in self.logs:
+            raise NotFound("service", service)
+        return self.logs[service]
+
+    @staticmethod
+    def _size(log: ServiceLog, size: int | None) -> int:
+        """The tree size a proof is against: the last verified checkpoint's by default."""
+        if size is None:
+            if log.verified is None:
+                raise InvalidValue("size", f"no verified checkpoint of {log.service} yet: give a size")
+            return log.verified.size
+        if not 0 < size <= log.size:
+            raise InvalidValue("size", f"the log of {log.service} has {log.size} events")
+        return size
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    return {"kind": p.kind, "sequence": p.sequence, "detail": p.detail}

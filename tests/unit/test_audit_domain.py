@@ -1,0 +1,72 @@
+"""What the auditor names, from records and checkpoints alone (no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from services.audit.domain import ServiceLog
+from shared.merkle import root
+
+
+def leaf(i: int, text: str = "event") -> bytes:
+    return hashlib.sha256(b"\x00" + f"{text} {i}".encode()).digest()
+
+
+def kinds(log: ServiceLog) -> list[tuple[str, int | None]]:
+    return [(p.kind, p.sequence) for p in log.problems]
+
+
+def test_a_clean_log_verifies_every_checkpoint_in_any_order_of_arrival():
+    log = ServiceLog("intake")
+    leaves = [leaf(i) for i in range(10)]
+    log.record_checkpoint(10, root(leaves), True, "c:0:1")  # before its events
+    for i in (3, 0, 1, 2, 5, 4, 9, 6, 8, 7):  # partitions interleave: places arrive out of order
+        log.record_event(i, leaves[i], True, f"t:0:{i}")
+    log.record_event(4, leaves[4], True, "t:0:99")  # a re-publish after a crash: the same leaf
+    log.record_checkpoint(6, root(leaves[:6]), True, "c:0:0")  # after them
+    log.settle()
+    assert log.problems == [] and log.size == 10
+    assert log.verified is not None and log.verified.size == 10
+
+
+def test_a_record_whose_hash_is_not_its_content_is_modified():
+    log = ServiceLog("intake")
+    log.record_event(0, leaf(0), False, "t:0:0")
+    assert kinds(log) == [("modified", 0)]
+
+
+def test_another_event_at_a_place_taken_is_named_rewritten_moved_or_inserted():
+    log = ServiceLog("intake")
+    ids = [bytes([i]) * 16 for i in range(4)]
+    for i in range(3):
+        log.record_event(i, leaf(i), True, f"t:0:{i}", ids[i])
+    log.record_event(0, leaf(0, "rewritten"), True, "t:1:5", ids[0])  # the same event, other content
+    log.record_event(1, leaf(2), True, "t:1:6", ids[2])  # the event of place 2, now at 1
+    log.record_event(2, leaf(9, "new"), True, "t:1:7", ids[3])  # never seen before
+    log.record_event(5, leaf(5), True, "t:0:9", bytes(16))  # ahead of the tree...
+    log.record_event(5, leaf(5, "other"), True, "t:2:9", bytes([7]) * 16)  # ... and taken too
+    assert kinds(log) == [("modified", 0), ("moved", 1), ("inserted", 2), ("inserted", 5)]
+
+
+def test_a_checkpoint_over_places_no_record_fills_is_missing_once_caught_up():
+    log = ServiceLog("intake")
+    leaves = [leaf(i) for i in range(5)]
+    for i in (0, 1, 3, 4):
+        log.record_event(i, leaves[i], True, f"t:0:{i}")
+    log.record_checkpoint(5, root(leaves), True, "c:0:0")
+    assert log.problems == []  # not yet: the record may still come
+    log.settle()
+    assert kinds(log) == [("missing", 2)]
+
+
+def test_a_checkpoint_of_another_history_a_fork_and_a_bad_signature_are_named():
+    log = ServiceLog("intake")
+    leaves = [leaf(i) for i in range(4)]
+    for i, lf in enumerate(leaves):
+        log.record_event(i, lf, True, f"t:0:{i}")
+    other = [leaf(0), leaf(1, "other"), leaf(2), leaf(3)]
+    log.record_checkpoint(4, root(other), True, "c:0:0")
+    log.record_checkpoint(4, root(leaves), True, "c:0:1")
+    log.record_checkpoint(2, root(leaves[:2]), False, "c:0:2")
+    assert kinds(log) == [("checkpoint mismatch", 4), ("fork", 4), ("bad signature", None)]
+    assert log.verified is not None and log.verified.where == "c:0:1"
