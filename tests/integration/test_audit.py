@@ -194,3 +194,98 @@ def test_records_dropped_from_the_topic_are_named_missing(service, kafka):
     asyncio.run(drop())
     found = problems(audit(settings))
     assert ("missing", dropped[0]) in found, (found, dropped)
+
+
+def test_the_audit_api_serves_the_verification_and_proofs_that_check_against_the_checkpoint(service):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from services.audit.main import create_app
+    from shared.merkle import verify_consistency, verify_inclusion
+    from tests.conftest import bearer
+
+    settings, app = service
+    audit_settings = settings.model_copy(update={"service": "audit", "port": 0})
+    api = create_app(audit_settings)
+    with TestClient(api) as client:
+        auditor = bearer(audit_settings, "auditor")
+        deadline = time.monotonic() + 30
+        while (r := client.get("/v1/verification", headers=auditor)).json()["services"]["intake"]["size"] < EVENTS:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.1)
+        report = r.json()
+        assert report["ok"] and report["services"]["intake"]["verified_checkpoint"]["size"] == EVENTS
+        root = bytes.fromhex(report["services"]["intake"]["verified_checkpoint"]["root"])
+
+        proof = client.get("/v1/proofs/inclusion", params={"service": "intake", "seq": 5}, headers=auditor).json()
+        assert proof["tree_size"] == EVENTS and base64.b64decode(proof["root_base64"]) == root
+        assert verify_inclusion(bytes.fromhex(proof["leaf_hash"]), 5, EVENTS,
+                                [bytes.fromhex(p) for p in proof["proof"]], root)
+        consistency = client.get("/v1/proofs/consistency", params={"service": "intake", "from": 4},
+                                 headers=auditor).json()
+        assert verify_consistency(4, EVENTS, bytes.fromhex(consistency["from_root"]), root,
+                                  [bytes.fromhex(p) for p in consistency["proof"]])
+
+        for params, status in (({"service": "intake", "seq": EVENTS}, 422), ({"service": "nobody", "seq": 0}, 404),
+                               ({"service": "intake", "seq": -1}, 422), ({"service": "intake"}, 422)):
+            r = client.get("/v1/proofs/inclusion", params=params, headers=auditor)
+            assert r.status_code == status and r.headers["content-type"] == "application/problem+json", (params, r.text)
+        assert client.get("/v1/verification").status_code == 401
+        assert client.get("/v1/verification", headers=bearer(audit_settings, "intake_officer")).status_code == 403
+
+
+def test_the_standalone_verifier_checks_a_record_its_proofs_and_the_signed_checkpoints(service, kafka, tmp_path):
+    """tools/verify.py, run as an auditor would: a record from Kafka, proofs from the audit API,
+    checkpoints from audit.checkpoints, the verifier key from GET /v1/keys."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shared.checkpoint import Checkpoint, open_note
+
+    settings, app = service
+    signer = load_signer(settings)
+    vkey = signer.describe()["verifier_key"]
+    auditor = audit(settings)
+    notes = [r.value.decode() for r in asyncio.run(read_all(kafka, settings.topic(CHECKPOINTS_TOPIC), 2))]
+    by_size = {Checkpoint.parse(open_note(n, signer.name, signer.public_key)).size: n for n in notes}
+    old_size, new_size = min(by_size), max(by_size)
+    assert new_size == EVENTS and old_size < new_size
+    record = next(r.value for r in asyncio.run(read_all(kafka, settings.topic("intake.events"), EVENTS))
+                  if CloudEvent.parse(r.value).sequence == 9)
+    files = {"record.json": record.decode(), "old.txt": by_size[old_size], "new.txt": by_size[new_size],
+             "inclusion.json": json.dumps(auditor.inclusion_proof("intake", 9, new_size)),
+             "consistency.json": json.dumps(auditor.consistency_proof("intake", old_size, new_size)),
+             "forged.json": record.decode().replace("cause-05", "cause-95")}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    tool = str(Path(__file__).resolve().parents[2] / "tools" / "verify.py")
+
+    def verify(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, tool, *args, "--key", vkey], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+
+    assert verify("note", "new.txt").returncode == 0
+    ok = verify("inclusion", "record.json", "inclusion.json", "new.txt")
+    assert ok.returncode == 0 and "included: event 9" in ok.stdout, ok.stderr
+    ok = verify("consistency", "consistency.json", "old.txt", "new.txt")
+    assert ok.returncode == 0, ok.stderr
+    assert "cause-95" in files["forged.json"]
+    refused = verify("inclusion", "forged.json", "inclusion.json", "new.txt")
+    assert refused.returncode == 1 and "NOT VERIFIED" in refused.stderr
+    refused = verify("consistency", "consistency.json", "new.txt", "old.txt")
+    assert refused.returncode == 1
+    other = a_stranger_key()
+    refused = subprocess.run([sys.executable, tool, "note", "new.txt", "--key", other], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "not signed" in refused.stderr
+
+
+def a_stranger_key() -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from shared.checkpoint import NoteSigner
+
+    return NoteSigner("passerelle/intake", Ed25519PrivateKey.generate()).describe()["verifier_key"]
