@@ -12,7 +12,7 @@ SUB ?=
 PARTNER ?=
 ARGS ?=
 
-.PHONY: help venv setup run test token bench kafka-fetch clean
+.PHONY: help venv setup run test token bench audit kafka-fetch clean
 
 help: ## list the targets
 	@echo "Passerelle: make <target>"
@@ -22,6 +22,7 @@ help: ## list the targets
 	@echo "  test         PostgreSQL + a clean test Kafka (127.0.0.1:19092), then pytest; ARGS='...' go to pytest"
 	@echo "  token        a bearer token: make token ROLE=<role> [SUB=<user id>] [PARTNER=<partner id>]"
 	@echo "  bench        the benchmarks (python -m bench) with the test infrastructure; ARGS='...' go to bench"
+	@echo "  audit        replay every topic from Kafka and verify it (python -m services.audit.cli); ARGS='...'"
 	@echo "  kafka-fetch  fetch the Kafka jars from Maven Central into \$${PASSERELLE_CACHE:-~/.cache/passerelle}"
 	@echo "  clean        remove var/ (data, logs, Kafka data); keeps the venv and the jar cache"
 	@echo
@@ -50,6 +51,9 @@ bench: setup
 token: setup
 	@test -n "$(ROLE)" || { echo "usage: make token ROLE=<role> [SUB=<user id>] [PARTNER=<partner id>]" >&2; exit 2; }
 	@$(PY) -m shared.cli token --role $(ROLE) $(if $(SUB),--sub $(SUB)) $(if $(PARTNER),--partner $(PARTNER))
+
+audit: setup
+	$(PY) -m services.audit.cli $(ARGS)
 
 kafka-fetch:
 	deploy/kafka.sh fetch

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -52,10 +53,41 @@ class Replay:
                 log.exception("audit replay failed; starting again from offset 0 in 1 s")
                 await asyncio.sleep(1.0)
 
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
+
+    async def replay_once(self, progress: Callable[[dict[str, tuple[int, int]]], None] | None = None) -> None:
+        """Read every topic up to where it ends now, then settle and return (the command line).
+        `progress` gets, per topic, (records read, records to read)."""
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            partitions = await self._partitions()
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            self.app.reset()
+            starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
+            while True:
+                positions = {tp: await consumer.position(tp) for tp in partitions}
+                if progress:
+                    done: dict[str, tuple[int, int]] = {}
+                    for tp in partitions:
+                        read, total = done.get(tp.topic, (0, 0))
+                        done[tp.topic] = (read + min(positions[tp], ends[tp]) - starts[tp], total + ends[tp] - starts[tp])
+                    progress(done)
+                if all(positions[tp] >= ends[tp] for tp in partitions):
+                    break
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
+                if batches:
+                    await asyncio.to_thread(self._apply, batches)
+            await asyncio.to_thread(self.app.settle)
+        finally:
+            await consumer.stop()
+
     async def _replay(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = self._consumer()
         await consumer.start()
         try:
             partitions = await self._partitions()

@@ -289,3 +289,27 @@ def a_stranger_key() -> str:
     from shared.checkpoint import NoteSigner
 
     return NoteSigner("passerelle/intake", Ed25519PrivateKey.generate()).describe()["verifier_key"]
+
+
+def test_the_auditors_command_line_reports_a_clean_log_then_a_forged_record(service, kafka, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings, app = service
+    env = {**os.environ, "PASSERELLE_DATA_DIR": str(settings.data_dir), "PASSERELLE_TOPIC_PREFIX": settings.topic_prefix,
+           "KAFKA_BOOTSTRAP_SERVERS": kafka}
+    command = [sys.executable, "-m", "services.audit.cli", "--out", str(tmp_path)]
+
+    clean = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] and report["services"]["intake"]["verified_checkpoint"]["size"] == EVENTS
+
+    topic = settings.topic("intake.events")
+    original = next(r for r in asyncio.run(read_all(kafka, topic, EVENTS)) if CloudEvent.parse(r.value).sequence == 4)
+    asyncio.run(produce(kafka, topic, [(original.key, original.value.replace(b"cause-00", b"cause-99"))]))
+    tampered = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert "modified at 4" in tampered.stdout
