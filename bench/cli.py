@@ -19,7 +19,7 @@ from bench.infra import STOP, Infra, Spy, dump_json, machine_facts
 from bench.report import Figure, print_table
 from shared.settings import REPO_ROOT
 
-PARTS = ("commands", "relay", "roundtrip")
+PARTS = ("commands", "relay", "roundtrip", "audit")
 console = Console(width=170, stderr=True)
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -39,7 +39,7 @@ def _term_as_interrupt(signum: int, frame: Any) -> None:
 
 @app.command()
 def main(
-    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: commands,relay,roundtrip")] = ",".join(PARTS),
+    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: commands,relay,roundtrip,audit")] = ",".join(PARTS),
     clients: Annotated[str, typer.Option(envvar="BENCH_CLIENTS", help="concurrency levels of part 1")] = "1,8,32",
     warmup: Annotated[float, typer.Option(envvar="BENCH_WARMUP", help="seconds not measured, per level")] = 2.0,
     duration: Annotated[float, typer.Option(envvar="BENCH_DURATION", help="measured seconds, per level and series")] = 8.0,
@@ -57,6 +57,8 @@ def main(
                                          help="part 1: also submit_project in-process (no HTTP), to explain it")] = True,
     profile: Annotated[bool, typer.Option(envvar="BENCH_PROFILE",
                                           help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
+    audit_events: Annotated[int, typer.Option(envvar="BENCH_AUDIT_EVENTS",
+                                              help="events of part 5 (the audit's replay), over the 4 logs")] = 1_000_000,
     out: Annotated[Path, typer.Option(envvar="BENCH_OUT")] = REPO_ROOT / "var" / "bench" / "results.json",
 ) -> None:
     """Measure the command path, the relay and the round trip; print the figures and their targets."""
@@ -74,7 +76,7 @@ def main(
     sizes = {"parts": chosen, "clients": _ints(clients), "warmup_s": warmup, "duration_s": duration,
              "relay_events": relay_events, "relay_repeats": relay_repeats, "roundtrips": roundtrips,
              "roundtrip_concurrency": roundtrip_concurrency, "roundtrips_concurrent": roundtrips_concurrent,
-             "poll_ms": poll_ms, "profile": profile, "layers": layers}
+             "poll_ms": poll_ms, "profile": profile, "layers": layers, "audit_events": audit_events}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -119,6 +121,13 @@ def main(
                                            spy=Spy(profile))
                 figures.extend(f)
                 details["roundtrip"] = d
+                save("partial")
+            if "audit" in chosen:
+                from bench import audit
+
+                f, d = await audit.run(infra, stack, events=audit_events, log=_log)
+                figures.extend(f)
+                details["audit"] = d
 
     status = "complete"
     try:

@@ -70,3 +70,24 @@ def test_a_checkpoint_of_another_history_a_fork_and_a_bad_signature_are_named():
     log.record_checkpoint(2, root(leaves[:2]), False, "c:0:2")
     assert kinds(log) == [("checkpoint mismatch", 4), ("fork", 4), ("bad signature", None)]
     assert log.verified is not None and log.verified.where == "c:0:1"
+
+
+def test_a_records_hash_is_checked_from_its_bytes_or_its_canonical_form():
+    import json
+    import uuid
+
+    import orjson
+
+    from services.audit.application import record_matches
+    from shared.envelope import record_from_state
+    from datetime import datetime, timezone
+
+    state = {"timestamp": datetime(2026, 1, 2, tzinfo=timezone.utc), "nested": {"leafhash": "not the top one", "a": 1},
+             "_meta": {"actor": "user:a"}}
+    envelope, value = record_from_state("intake", "Sample", 1, uuid.uuid4(), 1, state, 0)
+    claimed = bytes.fromhex(envelope["leafhash"])
+    assert record_matches(value, orjson.loads(value), claimed)
+    pretty = json.dumps(orjson.loads(value), indent=2).encode()  # another form, same content
+    assert record_matches(pretty, orjson.loads(pretty), claimed)
+    forged = value.replace(b"not the top one", b"not the top two")
+    assert not record_matches(forged, orjson.loads(forged), claimed)
