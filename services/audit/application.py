@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import threading
-import uuid
 from typing import Any
 
 import orjson
@@ -38,23 +38,39 @@ def content_hash(envelope: dict[str, Any]) -> bytes:
     return hashlib.sha256(b"\x00" + canonical_json(leaf)).digest()
 
 
-_LEAFHASH = b',"leafhash":"'
+# The end of every record the relays write: canonical JSON sorts "id", "leafhash" and
+# "sequence" after "data", the only member that holds nested values.
+_TAIL = re.compile(rb',"id":"([0-9a-f-]{36})","leafhash":"([0-9a-f]{64})","sequence":(0|[1-9][0-9]*),"source":"')
+_TAIL_START = len(b',"id":"') + 36 + 1  # from the id member to the leafhash member
+_LEAFHASH_MEMBER = len(b',"leafhash":"') + 64 + 1
 
 
-def record_matches(value: bytes, envelope: dict[str, Any], claimed: bytes) -> bool:
-    """Whether a record's claimed leaf hash is the hash of its content.
+def read_record(value: bytes) -> tuple[int, bytes, str, bool]:
+    """(sequence, claimed leaf hash, CloudEvent id, whether the hash is the hash of the content).
 
-    A record is the leaf's canonical JSON with `"leafhash":"<hex>"` in its sorted place,
-    after everything that can hold nested objects: hashing the bytes without that member
-    is enough, and far cheaper than serializing the event again. A record in another
-    form gets the full RFC 8785 computation.
+    A record is its leaf's canonical JSON with `"leafhash":"<hex>"` in its sorted place:
+    hashing the bytes without that member checks it, with no JSON parsing nor serializing.
+    A record in any other form is parsed and gets the full RFC 8785 computation.
+    Raises ValueError for what is not an event of a log at all.
     """
-    at = value.rfind(_LEAFHASH)
-    end = at + len(_LEAFHASH) + 64
-    if at >= 0 and value[end:end + 1] == b'"' and value[at + len(_LEAFHASH):end] == claimed.hex().encode():
-        if hashlib.sha256(b"\x00" + value[:at] + value[end + 1:]).digest() == claimed:
-            return True
-    return content_hash(envelope) == claimed
+    at = value.rfind(b',"leafhash":"')
+    match = _TAIL.match(value, at - _TAIL_START) if at >= _TAIL_START else None
+    if match is not None:
+        event_id, claimed, sequence = match.group(1).decode(), bytes.fromhex(match.group(2).decode()), int(match.group(3))
+        digest = hashlib.sha256(b"\x00")
+        view = memoryview(value)
+        digest.update(view[:at])
+        digest.update(view[at + _LEAFHASH_MEMBER:])
+        if digest.digest() == claimed:
+            return sequence, claimed, event_id, True
+    try:
+        envelope = orjson.loads(value)
+        sequence, claimed, event_id = envelope["sequence"], bytes.fromhex(envelope["leafhash"]), envelope["id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a CloudEvent of a log ({exc})") from exc
+    if type(sequence) is not int or len(claimed) != 32 or type(event_id) is not str:
+        raise ValueError("sequence, leafhash or id malformed")
+    return sequence, claimed, event_id, content_hash(envelope) == claimed
 
 
 class AuditApplication:
@@ -70,25 +86,33 @@ class AuditApplication:
             self.logs: dict[str, ServiceLog] = {service: ServiceLog(service) for service in SERVICES}
 
     def _log(self, service: str) -> ServiceLog:
-        return self.logs.setdefault(service, ServiceLog(service))
+        log = self.logs.get(service)
+        if log is None:
+            log = self.logs[service] = ServiceLog(service)
+        return log
 
     # --- what the records say -------------------------------------------------------------
 
     def record_event(self, service: str, value: bytes, where: str) -> None:
         """A record of `<service>.events`."""
-        try:
-            envelope = orjson.loads(value)
-            sequence, claimed = envelope["sequence"], bytes.fromhex(envelope["leafhash"])
-            if type(sequence) is not int or len(claimed) != 32:
-                raise ValueError("sequence or leafhash malformed")
-            matches = record_matches(value, envelope, claimed)
-            event_id = uuid.UUID(envelope["id"]).bytes
-        except (ValueError, KeyError, TypeError) as exc:
-            with self._lock:
-                self._log(service).problem("modified", None, f"{where} is not a CloudEvent of the log: {exc}")
-            return
+        self.record_events([(service, value, where)])
+
+    def record_events(self, records: list[tuple[str, bytes, str]]) -> None:
+        """Records of the services' topics, (service, value, where) in the order they were written."""
+        read = []
+        for service, value, where in records:
+            try:
+                read.append((service, where, read_record(value)))
+            except ValueError as exc:
+                read.append((service, where, exc))
         with self._lock:
-            self._log(service).record_event(sequence, claimed, matches, where, event_id)
+            for service, where, found in read:
+                log = self._log(service)
+                if isinstance(found, ValueError):
+                    log.problem("modified", None, f"{where} is not a CloudEvent of the log: {found}")
+                else:
+                    sequence, claimed, event_id, matches = found
+                    log.record_event(sequence, claimed, matches, where, event_id)
 
     def record_checkpoint(self, key: bytes | None, value: bytes, where: str) -> None:
         """A record of `audit.checkpoints`, keyed by the service whose log it signs."""

@@ -130,10 +130,14 @@ class Replay:
         # records claim one place, the earlier is taken as the original.
         records = sorted((r for rs in batches.values() for r in rs),
                          key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+        events: list[tuple[str, bytes, str]] = []
         for record in records:
             where = f"{record.topic}:{record.partition}:{record.offset}"
             if record.topic == self.checkpoints:
+                self.app.record_events(events)  # what was written before the checkpoint first
+                events = []
                 self.app.record_checkpoint(record.key, record.value, where)
             else:
-                self.app.record_event(self.services[record.topic], record.value, where)
-            self.processed += 1
+                events.append((self.services[record.topic], record.value, where))
+        self.app.record_events(events)
+        self.processed += len(records)

@@ -51,7 +51,7 @@ class ServiceLog:
     # Records beyond the contiguous prefix, waiting for the places before them.
     ahead: dict[int, bytes] = field(default_factory=dict)
     # Where each event (CloudEvent id) was first seen, to tell a moved event from a new one.
-    places: dict[bytes, int] = field(default_factory=dict)
+    places: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     pending: list[Checkpoint] = field(default_factory=list)
     verified: Checkpoint | None = None
@@ -73,9 +73,9 @@ class ServiceLog:
     # --- events -------------------------------------------------------------------------
 
     def record_event(self, sequence: int, leaf: bytes, content_matches: bool, where: str,
-                     event_id: bytes = b"") -> None:
+                     event_id: str = "") -> None:
         """A record of the service's topic: its place, its claimed leaf hash, whether that hash
-        is the hash of its content, and its CloudEvent id (16 bytes)."""
+        is the hash of its content, and its CloudEvent id."""
         self.events_seen += 1
         if not content_matches:
             self.problem("modified", sequence, f"the leafhash of {where} is not the hash of its content")
@@ -97,7 +97,7 @@ class ServiceLog:
             self.tree.append(self.ahead.pop(self.tree.size))
         self._check_pending()
 
-    def _name_conflict(self, sequence: int, event_id: bytes, where: str) -> None:
+    def _name_conflict(self, sequence: int, event_id: str, where: str) -> None:
         """Another event at a place already taken: say what it most likely is."""
         seen_at = self.places.get(event_id)
         if seen_at == sequence:

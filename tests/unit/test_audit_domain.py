@@ -37,14 +37,14 @@ def test_a_record_whose_hash_is_not_its_content_is_modified():
 
 def test_another_event_at_a_place_taken_is_named_rewritten_moved_or_inserted():
     log = ServiceLog("intake")
-    ids = [bytes([i]) * 16 for i in range(4)]
+    ids = [f"event-{i}" for i in range(4)]
     for i in range(3):
         log.record_event(i, leaf(i), True, f"t:0:{i}", ids[i])
     log.record_event(0, leaf(0, "rewritten"), True, "t:1:5", ids[0])  # the same event, other content
     log.record_event(1, leaf(2), True, "t:1:6", ids[2])  # the event of place 2, now at 1
     log.record_event(2, leaf(9, "new"), True, "t:1:7", ids[3])  # never seen before
-    log.record_event(5, leaf(5), True, "t:0:9", bytes(16))  # ahead of the tree...
-    log.record_event(5, leaf(5, "other"), True, "t:2:9", bytes([7]) * 16)  # ... and taken too
+    log.record_event(5, leaf(5), True, "t:0:9", "event-5")  # ahead of the tree...
+    log.record_event(5, leaf(5, "other"), True, "t:2:9", "event-7")  # ... and taken too
     assert kinds(log) == [("modified", 0), ("moved", 1), ("inserted", 2), ("inserted", 5)]
 
 
@@ -75,19 +75,25 @@ def test_a_checkpoint_of_another_history_a_fork_and_a_bad_signature_are_named():
 def test_a_records_hash_is_checked_from_its_bytes_or_its_canonical_form():
     import json
     import uuid
+    from datetime import datetime, timezone
 
     import orjson
+    import pytest
 
-    from services.audit.application import record_matches
+    from services.audit.application import read_record
     from shared.envelope import record_from_state
-    from datetime import datetime, timezone
 
     state = {"timestamp": datetime(2026, 1, 2, tzinfo=timezone.utc), "nested": {"leafhash": "not the top one", "a": 1},
              "_meta": {"actor": "user:a"}}
-    envelope, value = record_from_state("intake", "Sample", 1, uuid.uuid4(), 1, state, 0)
+    envelope, value = record_from_state("intake", "Sample", 1, uuid.uuid4(), 1, state, 17)
     claimed = bytes.fromhex(envelope["leafhash"])
-    assert record_matches(value, orjson.loads(value), claimed)
+    assert read_record(value) == (17, claimed, envelope["id"], True)
     pretty = json.dumps(orjson.loads(value), indent=2).encode()  # another form, same content
-    assert record_matches(pretty, orjson.loads(pretty), claimed)
+    assert read_record(pretty) == (17, claimed, envelope["id"], True)
     forged = value.replace(b"not the top one", b"not the top two")
-    assert not record_matches(forged, orjson.loads(forged), claimed)
+    assert read_record(forged) == (17, claimed, envelope["id"], False)
+    moved = value.replace(b'"sequence":17', b'"sequence":18')
+    assert read_record(moved)[3] is False
+    for garbage in (b"not json", b'{"sequence": 1}', b"[]"):
+        with pytest.raises(ValueError):
+            read_record(garbage)
