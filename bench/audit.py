@@ -89,10 +89,12 @@ async def raw_consume(bootstrap: str, topics: list[str]) -> int:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         count = 0
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while True:
+            positions = [await consumer.position(tp) for tp in partitions]
+            if all(position >= ends[tp] for position, tp in zip(positions, partitions)):
+                return count
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             count += sum(len(rs) for rs in batches.values())
-        return count
     finally:
         await consumer.stop()
 

@@ -87,10 +87,7 @@ class MerkleLog:
 
     def __init__(self) -> None:
         self.levels: list[bytearray] = [bytearray()]
-
-    @property
-    def size(self) -> int:
-        return len(self.levels[0]) // 32
+        self.size = 0
 
     def leaf(self, index: int) -> bytes:
         return bytes(self.levels[0][index * 32:(index + 1) * 32])
@@ -99,6 +96,7 @@ class MerkleLog:
         if len(leaf) != 32:
             raise ValueError("a leaf hash is 32 bytes")
         self.levels[0] += leaf
+        self.size += 1
         index, level = self.size - 1, 0
         while index % 2 == 1:  # a right child completes its parent
             below = self.levels[level]

@@ -180,7 +180,8 @@ class _SideTables:
     """SQL shared by both recorders: idempotency keys, parked records, log positions.
 
     Rows are written by `_insert_events`, inside the library's own transaction, from
-    keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`, `data_keys=`.
+    keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`, `data_keys=`,
+    `erase_keys=`.
     """
 
     ph = "?"
@@ -228,6 +229,8 @@ class _SideTables:
             )
         for key_id, wrapped in kwargs.get("data_keys", ()):
             curs.execute(f"INSERT INTO {self.data_keys_table} (key_id, wrapped) VALUES ({p}, {p})", (key_id, wrapped))
+        for key_id in kwargs.get("erase_keys", ()):
+            curs.execute(f"DELETE FROM {self.data_keys_table} WHERE key_id = {p}", (key_id,))
         park: ParkedRecord | None = kwargs.get("park")
         if park is not None:
             curs.execute(

@@ -315,9 +315,12 @@ def close(project_id: UUID, body: Closure, app: App, _: Officer) -> ProjectState
 
 
 @commands.delete("/persons/{person_id}", status_code=204)
-def forget_person(person_id: UUID, app: App, _: Annotated[Principal, Depends(requires(Role.admin))]) -> Response:
+def forget_person(person_id: UUID, app: App, _: Annotated[Principal, Depends(requires(Role.admin))],
+                  reason: Annotated[str, Query(min_length=3, max_length=500,
+                                               description="why (the request, the legal basis); recorded")]
+                  ) -> Response:
     """Erase a person's personal data everywhere (crypto-shredding); amounts and decisions stay."""
-    app.forget_person(person_id)
+    app.forget_person(person_id, reason)
     return Response(status_code=204)
 
 

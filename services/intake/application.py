@@ -107,12 +107,15 @@ class IntakeApplication(ServiceApplication):
     def close_project(self, project_id: UUID, reason: ClosureReason) -> Project:
         return self._change(project_id, "close", reason=reason)
 
-    def forget_person(self, person_id: UUID) -> None:
-        """Erase a person's personal data everywhere by deleting their key."""
+    def forget_person(self, person_id: UUID, reason: str) -> None:
+        """Erase a person's personal data everywhere by deleting their key.
+
+        The key goes in the transaction that records PersonForgotten: a crash can leave
+        neither an erased person whose key remains nor a missing key without its record.
+        """
         person = self.load(Person, person_id, "person")
-        person.forget()
-        self.save(person)
-        self.vault.forget(person_id)
+        person.forget(reason)
+        self.save(person, erase_keys=[str(person_id)])
 
     # --- queries ---------------------------------------------------------------------
 

@@ -321,11 +321,11 @@ class Person(Aggregate):
     def _dossier_opened(self, project_id: str) -> None:
         self.project_ids.append(project_id)
 
-    def forget(self) -> None:
+    def forget(self, reason: str = "") -> None:
         if self.forgotten:
             raise RuleViolated("forget_once", "this person's data is already erased")
-        self._forgotten()
+        self._forgotten(reason=reason)
 
     @event("PersonForgotten")
-    def _forgotten(self) -> None:
+    def _forgotten(self, reason: str = "") -> None:  # recorded without reason before it was asked for
         self.forgotten = True

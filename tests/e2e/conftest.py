@@ -68,6 +68,7 @@ def start_service(make_settings, tmp_path: Path) -> Iterator[Callable[[str], Ser
             "PASSERELLE_DATA_DIR": str(settings.data_dir),
             "PASSERELLE_PORT": str(port),
             "PASSERELLE_POLL_INTERVAL": "0.1",
+            "PASSERELLE_CHECKPOINT_EVERY_SECONDS": "0.5",
             "PASSERELLE_TRACE_EXPORTER": f"file:{spans}",
             "PASSERELLE_ROLE": role,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,

@@ -256,11 +256,16 @@ def test_forgetting_a_person_erases_their_data_and_keeps_the_dossier(intake):
     detail = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
     person = detail["person_id"]
     admin = bearer(intake.settings, "admin", sub="dpo")
-    assert intake.delete(f"/v1/persons/{person}", headers=intake.officer).status_code == 403
-    assert intake.delete(f"/v1/persons/{person}", headers=admin).status_code == 204
+    why = {"reason": "the person asked (GDPR art. 17)"}
+    assert intake.delete(f"/v1/persons/{person}", headers=intake.officer, params=why).status_code == 403
+    no_reason = intake.delete(f"/v1/persons/{person}", headers=admin)
+    assert no_reason.status_code == 422 and no_reason.headers["content-type"] == "application/problem+json"
+    assert intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()["promoter"] is not None
+    assert intake.delete(f"/v1/persons/{person}", headers=admin, params=why).status_code == 204
     after = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
     assert after["promoter"] is None, "nobody can read the promoter's data any more"
     assert after["requested_amount_cents"] == detail["requested_amount_cents"], "amounts stay whole"
-    again = intake.delete(f"/v1/persons/{person}", headers=admin)
+    again = intake.delete(f"/v1/persons/{person}", headers=admin, params=why)
     assert again.status_code == 409 and again.json()["rule"] == "forget_once"
-    assert intake.delete(f"/v1/persons/{uuid.uuid4()}", headers=admin).status_code == 404
+    assert intake.delete(f"/v1/persons/{uuid.uuid4()}", headers=admin, params=why).status_code == 404
+    assert intake.app.state.runtime.app.recorder.find_data_key(person) is None, "the key went with PersonForgotten"
