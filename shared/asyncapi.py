@@ -39,7 +39,7 @@ def json_schema(annotation: Any) -> dict[str, Any]:
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
         schema = json_schema(options[0]) if len(options) == 1 else {"oneOf": [json_schema(a) for a in options]}
         if len(options) < len(typing.get_args(annotation)):
-            schema = {**schema, "nullable": True}
+            schema = {"anyOf": [schema, {"type": "null"}]}
         return schema
     if origin in (list, tuple, set, frozenset):
         args = typing.get_args(annotation)

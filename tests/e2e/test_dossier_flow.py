@@ -11,6 +11,7 @@ import pytest
 
 from shared.envelope import CloudEvent, verify_record
 from tests.conftest import bearer
+from tests.contract import validate_record
 from tests.integration.kafka_tools import read_all
 
 pytestmark = pytest.mark.e2e
@@ -74,6 +75,11 @@ def test_a_dossier_comes_back_assigned_through_kafka_with_one_trace(start_servic
     assert sorted(CloudEvent.parse(r.value).sequence for r in records) == list(range(len(records)))
     recorded = next(CloudEvent.parse(r.value) for r in records if CloudEvent.parse(r.value).name == "PartnersRecorded")
     assert recorded.actor == "service:intake" and recorded.correlationid == project_id
+
+    # Every record of both topics is valid against its schema in asyncapi.yaml.
+    published = records + asyncio.run(read_all(kafka, partners.settings.topic("partners.events"), 3))
+    validated = {validate_record(r.value) for r in published}
+    assert {"passerelle.partners.PartnersAssigned.v1", "passerelle.intake.ProjectSubmitted.v1"} <= validated
 
     # The HTTP span of the submission and the partners consumer's span share one trace.
     time.sleep(1)

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.audit.application import AuditApplication
 from services.audit.consumers import Replay
 from tests.conftest import POSTGRES, bearer
+from tests.contract import validate_record
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,7 @@ def everything_in_the_databases(databases: list[str]) -> str:
     return "\n".join(found)
 
 
-async def everything_on_kafka(bootstrap: str, prefix: str) -> str:
+async def everything_on_kafka(bootstrap: str, prefix: str) -> list[bytes]:
     """Every record (values and headers) of every topic of this test, dead-letter topics included."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -55,7 +56,7 @@ async def everything_on_kafka(bootstrap: str, prefix: str) -> str:
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
-    texts = []
+    found: list[bytes] = []
     try:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -63,11 +64,11 @@ async def everything_on_kafka(bootstrap: str, prefix: str) -> str:
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
-                    texts.append((r.value or b"").decode("utf-8", "replace"))
-                    texts.extend(v.decode("utf-8", "replace") for _, v in r.headers or ())
+                    found.append(r.value or b"")
+                    found.extend(v for _, v in r.headers or ())
     finally:
         await consumer.stop()
-    return "\n".join(texts)
+    return found
 
 
 def test_a_forgotten_person_can_be_read_nowhere_and_every_log_still_verifies(start_service, kafka, tmp_path):
@@ -109,9 +110,10 @@ def test_a_forgotten_person_can_be_read_nowhere_and_every_log_still_verifies(sta
 
     time.sleep(1.0)  # the relays publish PersonForgotten; logs and spans are flushed by then
     databases = [intake.settings.database_name, partners.settings.database_name]
+    on_kafka = asyncio.run(everything_on_kafka(kafka, intake.settings.topic_prefix))
     places = {
         "databases": everything_in_the_databases(databases),
-        "Kafka": asyncio.run(everything_on_kafka(kafka, intake.settings.topic_prefix)),
+        "Kafka": "\n".join(v.decode("utf-8", "replace") for v in on_kafka),
         "logs and spans": "\n".join(p.read_text(errors="replace") for p in tmp_path.iterdir()
                                     if p.suffix in (".log", ".jsonl")),
     }
@@ -119,6 +121,9 @@ def test_a_forgotten_person_can_be_read_nowhere_and_every_log_still_verifies(sta
     assert "PersonForgotten" in places["Kafka"] and "Atelier de couture" in places["Kafka"]
     assert "Atelier de couture" in places["databases"] and "the person asked" in places["databases"]
     assert project_id in places["logs and spans"]
+    for value in on_kafka:
+        if value.startswith(b'{"') and b'"specversion"' in value:
+            validate_record(value)  # PersonForgotten and the rest, as the contract says
     for where, text in places.items():
         for field in ("given_name", "family_name", "phone", "email"):
             assert promoter[field] not in text, f"{field} of the forgotten person found in {where}"

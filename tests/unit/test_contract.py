@@ -47,3 +47,24 @@ def test_published_data_has_exactly_the_documented_fields():
         schema = messages[f"intake.{type(event).__name__}"]["payload"]["allOf"][1]["properties"]
         assert envelope["type"] == schema["type"]["const"]
         assert set(envelope["data"]) == set(schema["data"]["properties"]), type(event).__name__
+
+
+def test_a_record_is_checked_against_its_schema_and_a_wrong_one_is_refused():
+    import jsonschema
+    import orjson
+    import pytest
+
+    from shared.envelope import encode
+    from tests.contract import validate_record
+
+    project = Project(reference="PAS-T", person_id=uuid.uuid4(), promoter_ciphertext="c", country="SN",
+                      french_region="FR-IDF", sector="trade", title="t", description="",
+                      requested_amount_cents=1, own_contribution_cents=0, planned_jobs=1)
+    envelope = build_envelope("intake", project.collect_events()[0], 0)
+    assert validate_record(encode(envelope)) == "passerelle.intake.ProjectSubmitted.v1"
+    for broken in ({**envelope["data"], "surprise": 1}, {**envelope["data"], "planned_jobs": "three"},
+                   {k: v for k, v in envelope["data"].items() if k != "country"}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate_record(orjson.dumps({**envelope, "data": broken}))
+    with pytest.raises(jsonschema.ValidationError):
+        validate_record(orjson.dumps({**envelope, "sequence": -1}))
