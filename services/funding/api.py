@@ -259,6 +259,11 @@ def _return_aid(aid: ReturnAid) -> ReturnAidView:
                          envelope_id=UUID(aid.envelope_id), rule_version=aid.rule_version)
 
 
+def _utc(moment: datetime) -> datetime:
+    """Times are stored in UTC; SQLite gives them back without their zone."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def _this_year() -> int:
     return datetime.now(timezone.utc).year
 
@@ -427,6 +432,7 @@ def list_decisions(request: Request, _: Reader, project_id: UUID | None = None, 
     if as_of is not None:
         if as_of.tzinfo is None:
             raise InvalidValue("as_of", "give a time zone (e.g. 2026-03-01T12:00:00Z)")
+        as_of = as_of.astimezone(timezone.utc)  # SQLite keeps UTC times without their zone
         query = query.where(c.decided_at <= as_of)
     for column, value in ((c.project_id, project_id), (c.envelope_id, envelope_id), (c.kind, kind),
                           (c.decided_by, decided_by), (c.rule_version, rule_version)):
@@ -441,7 +447,8 @@ def list_decisions(request: Request, _: Reader, project_id: UUID | None = None, 
         query = query.where((c.decided_at > after) | ((c.decided_at == after) & (c.id > last_id)))
     with request.app.state.runtime.projector.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    items = [DecisionView(**{**row, "details": json.loads(row["details"])}) for row in rows[:limit]]
+    items = [DecisionView(**{**row, "details": json.loads(row["details"]), "decided_at": _utc(row["decided_at"])})
+             for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]

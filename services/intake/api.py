@@ -250,6 +250,23 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
     )
 
 
+class ScreeningRules(BaseModel):
+    version: str
+    countries: list[str]
+    ceilings_cents: dict[str, int]
+    default_ceiling_cents: int
+    min_planned_jobs: int
+
+
+@queries.get("/rules", response_model=ScreeningRules)
+def screening_rules(app: App, _: Annotated[Principal, Depends(requires(*READERS))]) -> ScreeningRules:
+    """The rules a dossier submitted now is screened with: the last version funding published, else the default."""
+    rules = app.rules
+    return ScreeningRules(version=rules.version, countries=sorted(rules.countries),
+                          ceilings_cents=rules.ceilings_cents, default_ceiling_cents=rules.default_ceiling_cents,
+                          min_planned_jobs=rules.min_planned_jobs)
+
+
 Officer = Annotated[Principal, Depends(requires(Role.intake_officer))]
 OfficerOrPartner = Annotated[Principal, Depends(requires(Role.intake_officer, Role.partner))]
 

@@ -49,7 +49,8 @@ def test_a_dossier_goes_from_submission_to_financed_disbursed_and_reconciled(mak
         rules = rules_body("flow-1")
         rules["countries"]["SN"]["startup_ceiling_cents"] = 800_000
         assert funding.post("/v1/rules", json=rules, headers=admin).status_code == 201
-        wait_for(lambda: intake.app.state.runtime.app.rules.version == "flow-1", what="intake to adopt the rules")
+        wait_for(lambda: intake.get("/v1/rules", headers=officer).json()["version"] == "flow-1",
+                 what="intake to adopt the rules")
         envelope = funding.post("/v1/envelopes", json={"year": YEAR, "country": "SN", "amount_cents": 5_000_000},
                                 headers=approver).json()
 
