@@ -14,7 +14,11 @@ from datetime import datetime, timezone
 import pytest
 from fastapi.testclient import TestClient
 
+from services.funding.application import FundingApplication
 from services.funding.main import create_app
+from shared.conflicts import retry_on_conflict
+from shared.domain import RuleViolated
+from shared.store import CommandContext, acting
 from tests.conftest import bearer
 from tests.integration.funding_tools import (
     alert,
@@ -201,36 +205,78 @@ def test_a_proposal_above_the_ceiling_in_force_is_refused(funding):
 
 
 def test_concurrent_approvals_never_overcommit_the_envelope(funding):
-    """Six approvals race for an envelope that holds three of them (and a little more)."""
+    """Six approvals race for an envelope that holds three of them (and a little more), from three
+    "processes": the service over HTTP and two more applications on the same store, as API
+    processes beside each other would be. Only the store's optimistic concurrency stands between
+    them (each process takes its own turns on an envelope, not the others')."""
     envelope_id = ready(funding, amount=3 * 500_000 + 200_000)
     projects = [proposed(funding, envelope_id, 500_000) for _ in range(6)]
-    approvers = [bearer(funding.settings, "funding_approver", sub=f"approver-{n}") for n in range(6)]
+    others = [FundingApplication(funding.settings) for _ in range(2)]
     start = threading.Barrier(len(projects))
-    answers: dict[str, object] = {}
+    outcomes: dict[str, str] = {}
 
-    def race(project_id: str, who: dict) -> None:
+    def over_http(project_id: str, n: int) -> None:
         start.wait()
-        answers[project_id] = approve(funding, project_id, who)
+        r = approve(funding, project_id, bearer(funding.settings, "funding_approver", sub=f"approver-{n}"))
+        outcomes[project_id] = "approved" if r.status_code == 200 else r.json().get("rule", r.text)
 
-    threads = [threading.Thread(target=race, args=(p, a)) for p, a in zip(projects, approvers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    statuses = sorted(r.status_code for r in answers.values())
-    assert statuses == [200, 200, 200, 409, 409, 409], [r.text for r in answers.values()]
-    for r in answers.values():
-        if r.status_code == 409:
-            assert r.json()["rule"] == "envelope_not_overcommitted"
+    def in_process(app: FundingApplication, project_id: str, n: int) -> None:
+        start.wait()
+        try:
+            with acting(CommandContext(actor=f"user:approver-{n}")):
+                app.decide(uuid.UUID(project_id), "approve", "from another process", f"user:approver-{n}")
+            outcomes[project_id] = "approved"
+        except RuleViolated as refusal:
+            outcomes[project_id] = refusal.rule
+
+    threads = [threading.Thread(target=over_http, args=(projects[0], 0)),
+               threading.Thread(target=over_http, args=(projects[1], 1))]
+    threads += [threading.Thread(target=in_process, args=(others[k % 2], projects[k], k)) for k in range(2, 6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for app in others:
+            app.close()
+    assert sorted(outcomes.values()) == ["approved"] * 3 + ["envelope_not_overcommitted"] * 3, outcomes
     envelope = funding.get(f"/v1/envelopes/{envelope_id}", headers=funding.auditor).json()
     assert (envelope["reserved_cents"], envelope["available_cents"]) == (1_500_000, 200_000)
     approved = [p for p in projects if financing(funding, p)["financing"] == "approved"]
-    assert len(approved) == 3
+    assert sorted(approved) == sorted(p for p, outcome in outcomes.items() if outcome == "approved")
     # The store agrees with the aggregate: exactly three reservations were ever recorded.
     app = funding.app.state.runtime.app
-    reservations = [e for e in app.events.get(uuid.UUID(envelope_id))
-                    if type(e).__name__ == "EnvelopeFundsReserved"]
+    reservations = [e for e in app.events.get(uuid.UUID(envelope_id)) if type(e).__name__ == "EnvelopeFundsReserved"]
     assert sorted(e.project_id for e in reservations) == sorted(approved)
+
+
+def test_an_approval_that_lost_the_race_is_decided_again_on_the_new_totals(funding):
+    """Deterministic: B reads the envelope, A takes the last euros, B's save is refused by the store
+    and B, deciding again on what A left, is refused by the rule."""
+    envelope_id = ready(funding, amount=700_000)
+    first, second = proposed(funding, envelope_id, 500_000), proposed(funding, envelope_id, 500_000)
+    a, b = FundingApplication(funding.settings), FundingApplication(funding.settings)
+    attempts = []
+
+    def b_approves() -> None:
+        dossier, envelope = b.get_dossier(uuid.UUID(second)), b.get_envelope(uuid.UUID(envelope_id))
+        attempts.append(envelope.available_cents)
+        if len(attempts) == 1:
+            a.decide(uuid.UUID(first), "approve", "first", "user:anna")  # meanwhile, in another process
+        dossier.decide("approve", b.rules_in_force(), envelope, "second", "user:bob", "v")
+        b.save(dossier, envelope)
+
+    try:
+        with pytest.raises(RuleViolated) as refused_again:
+            retry_on_conflict(b_approves)
+    finally:
+        a.close()
+        b.close()
+    assert refused_again.value.rule == "envelope_not_overcommitted"
+    assert attempts == [700_000, 200_000]  # read, lost the race, read again
+    assert financing(funding, second)["financing"] == "proposed"
+    assert funding.get(f"/v1/envelopes/{envelope_id}", headers=funding.auditor).json()["reserved_cents"] == 500_000
 
 
 # --- agreement, tranches, suspension -------------------------------------------------------------------
