@@ -122,16 +122,19 @@ class FundingApplication(ServiceApplication):
             self.save(Dossier(project_id=project_id, country=country, eligibility_rule_version=rule_version))
 
     @traced("funding feasibility_grant")
-    def grant_feasibility_study(self, project_id: UUID, local_operator_id: str | None, year: int) -> Dossier | None:
-        """The study is requested: award its grant from the rules, or reject it with the reason."""
+    def grant_feasibility_study(self, project_id: UUID, local_operator_id: str | None, year: int,
+                                study_request: int) -> Dossier | None:
+        """The study is requested: award its grant from the rules, or reject it with the reason. Once per request."""
 
         def decide() -> Dossier | None:
             dossier = self.find(Dossier, project_id)
             if dossier is None:
                 return None  # never eligible: nothing to fund
+            if not dossier.request_feasibility_grant(study_request, local_operator_id):
+                return dossier  # heard before
             if dossier.feasibility_grant and dossier.feasibility_grant["outcome"] == "awarded":
+                self.save(dossier)  # a new request; the grant it asks for was already awarded
                 return dossier
-            dossier.record_local_operator(local_operator_id)
             rulebook = self.rulebook()
             rules = rulebook.in_force() if rulebook and rulebook.current else None
             envelope = self.envelope_for(Purpose.business_creation, year, dossier.country)

@@ -27,7 +27,7 @@ def handler(app: FundingApplication):
             elif event.name == "FeasibilityStudyRequested":
                 # The year of the request, not of the processing: a replay picks the same envelope.
                 app.grant_feasibility_study(UUID(event.subject), event.data.get("local_operator_id"),
-                                            year=event.time.year)
+                                            year=event.time.year, study_request=event.aggregateversion)
             elif event.name == "ProjectSentToCommittee":
                 # The dossier's version as sent is the one every decision on it relies on.
                 app.request_financing(UUID(event.subject), event.data["requested_amount_cents"],

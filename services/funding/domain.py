@@ -366,6 +366,7 @@ class Dossier(Aggregate):
         self.project_id = str(project_id)
         self.country = country
         self.local_operator_id: str | None = None
+        self.study_request = 0
         self.feasibility_grant: dict[str, Any] | None = None
         self.financing = FinancingStatus.none
         self.dossier_version: int | None = None
@@ -412,14 +413,21 @@ class Dossier(Aggregate):
     def _feasibility_grant_rejected(self, reasons: list[str], rule_version: str | None) -> None:
         self.feasibility_grant = {"outcome": "rejected", "reasons": list(reasons), "rule_version": rule_version}
 
-    def record_local_operator(self, local_operator_id: str | None) -> None:
-        """Who carries out the study (and receives the money): learnt from the study's request."""
-        if local_operator_id and local_operator_id != self.local_operator_id:
-            self._local_operator_recorded(local_operator_id=local_operator_id)
+    def request_feasibility_grant(self, study_request: int, local_operator_id: str | None) -> bool:
+        """Intake asked for the feasibility study (`study_request`: the dossier's version then).
 
-    @event("LocalOperatorRecorded")
-    def _local_operator_recorded(self, local_operator_id: str) -> None:
-        self.local_operator_id = local_operator_id
+        False when this request was already heard (a redelivered record): it is answered once.
+        """
+        if study_request <= self.study_request:
+            return False
+        self._feasibility_grant_requested(study_request=study_request, local_operator_id=local_operator_id)
+        return True
+
+    @event("FeasibilityGrantRequested")
+    def _feasibility_grant_requested(self, study_request: int, local_operator_id: str | None) -> None:
+        self.study_request = study_request
+        # Who carries out the study, and receives its grant.
+        self.local_operator_id = local_operator_id or self.local_operator_id
 
     # --- financing: request, proposal, four-eyes decision ---------------------------------
 

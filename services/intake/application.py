@@ -139,17 +139,19 @@ class IntakeApplication(ServiceApplication):
         return self._change(project_id, "close", reason=reason)
 
     def record_feasibility_grant(self, project_id: UUID, outcome: str, amount_cents: int | None,
-                                 payee: str | None, reasons: list[str]) -> None:
+                                 payee: str | None, reasons: list[str], funding_version: int) -> None:
         """Funding's answer on the study's grant (FeasibilityGrantAwarded / Rejected)."""
         project = self.find(Project, project_id)
-        if project is not None and project.record_feasibility_grant(outcome, amount_cents, payee, reasons):
+        if project is not None and project.record_feasibility_grant(outcome, amount_cents, payee, reasons,
+                                                                    funding_version):
             self.save(project)
 
     def record_financing_decision(self, project_id: UUID, decision: FinancingDecision, amount_cents: int | None,
-                                  rule_version: str) -> None:
+                                  rule_version: str, funding_version: int) -> None:
         """Funding's decision on the financing (FinancingApproved / Deferred / Rejected)."""
         project = self.find(Project, project_id)
-        if project is not None and project.record_financing_decision(decision, amount_cents, rule_version):
+        if project is not None and project.record_financing_decision(decision, amount_cents, rule_version,
+                                                                     funding_version):
             self.save(project)
 
     def forget_person(self, person_id: UUID) -> None:

@@ -27,16 +27,19 @@ def handler(app: IntakeApplication):
                 support_structure_id=event.data["support_structure_id"],
                 local_operator_id=event.data["local_operator_id"],
             )
-        # Funding's events about a dossier are subjected by the dossier's (project's) id.
+        # Funding's events about a dossier are subjected by the dossier's (project's) id; their
+        # aggregate version tells a new decision from one heard before.
         elif event.name == "ProgrammeRulesPublished":
             app.adopt_rules(event.data["version"], event.data["countries"], event.data["min_planned_jobs"])
         elif event.name == "FeasibilityGrantAwarded":
             app.record_feasibility_grant(UUID(event.subject), "awarded", event.data["amount_cents"],
-                                         event.data["payee"], [])
+                                         event.data["payee"], [], event.aggregateversion)
         elif event.name == "FeasibilityGrantRejected":
-            app.record_feasibility_grant(UUID(event.subject), "rejected", None, None, event.data["reasons"])
+            app.record_feasibility_grant(UUID(event.subject), "rejected", None, None, event.data["reasons"],
+                                         event.aggregateversion)
         elif event.name in _DECISIONS:
             app.record_financing_decision(UUID(event.subject), _DECISIONS[event.name],
-                                          event.data.get("amount_cents"), event.data["rule_version"])
+                                          event.data.get("amount_cents"), event.data["rule_version"],
+                                          event.aggregateversion)
 
     return handle

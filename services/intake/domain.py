@@ -147,6 +147,7 @@ class Project(Aggregate):
         # What funding decided, as its events told (FeasibilityGrant..., Financing...).
         self.feasibility_grant: dict[str, Any] | None = None
         self.financing: dict[str, Any] | None = None
+        self.funding_version = 0  # of funding's side of the dossier, as last heard: tells redeliveries apart
 
     # --- screening ---------------------------------------------------------------
 
@@ -278,19 +279,20 @@ class Project(Aggregate):
         self.feasibility_conclusion = conclusion
 
     def record_feasibility_grant(self, outcome: str, amount_cents: int | None, payee: str | None,
-                                 reasons: list[str]) -> bool:
-        """Funding's answer on the study's grant (awarded or rejected). False when nothing is new."""
-        grant = {"outcome": outcome, "amount_cents": amount_cents, "payee": payee, "reasons": list(reasons)}
-        if self.status in FINAL or self.feasibility_grant == grant:
+                                 reasons: list[str], funding_version: int) -> bool:
+        """Funding's answer on the study's grant (awarded or rejected). False when already known."""
+        if self.status in FINAL or funding_version <= self.funding_version:
             return False
-        self._feasibility_grant_recorded(**grant)
+        self._feasibility_grant_recorded(outcome=outcome, amount_cents=amount_cents, payee=payee,
+                                         reasons=list(reasons), funding_version=funding_version)
         return True
 
     @event("FeasibilityGrantRecorded")
     def _feasibility_grant_recorded(self, outcome: str, amount_cents: int | None, payee: str | None,
-                                    reasons: list[str]) -> None:
+                                    reasons: list[str], funding_version: int) -> None:
         self.feasibility_grant = {"outcome": outcome, "amount_cents": amount_cents, "payee": payee,
                                   "reasons": list(reasons)}
+        self.funding_version = funding_version
 
     # --- committee -------------------------------------------------------------------
 
@@ -309,23 +311,27 @@ class Project(Aggregate):
         self.status = Status.at_committee
 
     def record_financing_decision(self, decision: FinancingDecision, amount_cents: int | None,
-                                  rule_version: str) -> bool:
+                                  rule_version: str, funding_version: int) -> bool:
         """Funding's committee decided: the dossier is financed, deferred or rejected.
 
-        False when the dossier is not waiting for a decision (withdrawn meanwhile, or a
-        redelivered decision): intake records what funding decided, it does not re-judge it.
+        False when the dossier is not waiting for a decision (withdrawn meanwhile) or the
+        decision is already known (a redelivery): intake records what funding decided, it does
+        not re-judge it. `funding_version` (the version of funding's side of the dossier that
+        carried the decision) tells a new decision from a record seen before.
         """
         decision = FinancingDecision(decision)
-        if self.status not in (Status.at_committee, Status.deferred):
+        if self.status not in (Status.at_committee, Status.deferred) or funding_version <= self.funding_version:
             return False
         self._financing_decision_recorded(decision=decision.value, amount_cents=amount_cents,
-                                          rule_version=rule_version)
+                                          rule_version=rule_version, funding_version=funding_version)
         return True
 
     @event("FinancingDecisionRecorded")
-    def _financing_decision_recorded(self, decision: str, amount_cents: int | None, rule_version: str) -> None:
+    def _financing_decision_recorded(self, decision: str, amount_cents: int | None, rule_version: str,
+                                     funding_version: int) -> None:
         self.financing = {"decision": decision, "amount_cents": amount_cents, "rule_version": rule_version}
         self.status = _STATUS_AFTER_DECISION[FinancingDecision(decision)]
+        self.funding_version = funding_version
 
     # --- end of the dossier -----------------------------------------------------------
 

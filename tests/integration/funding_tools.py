@@ -17,12 +17,12 @@ T = TypeVar("T")
 _sequence = itertools.count()
 
 
-def record(service: str, name: str, subject: str, version: int, **data: Any) -> tuple[bytes, bytes]:
+def record(service: str, name: str, subject: str, aggregate_version: int, **data: Any) -> tuple[bytes, bytes]:
     """A CloudEvent record of `service`, built the way its relay builds them."""
     state = {**data, "timestamp": datetime.now(timezone.utc),
              "_meta": {"actor": f"service:{service}", "correlationid": subject, "causationid": subject,
                        "codeversion": "test"}}
-    _, value = record_from_state(service, name, 1, subject, version, state, next(_sequence))
+    _, value = record_from_state(service, name, 1, subject, aggregate_version, state, next(_sequence))
     return subject.encode(), value
 
 

@@ -153,6 +153,11 @@ def test_a_requested_study_gets_its_grant_from_the_rules_or_a_reasoned_refusal(f
     r = funding.post("/v1/feasibility-grants", headers=funding.officer,
                      json={"project_id": early, "amount_cents": 140_000, "justification": "the envelope is open now"})
     assert r.status_code == 200 and r.json()["feasibility_grant"]["outcome"] == "awarded"
+    # The study's request re-published (after a relay's crash) is not answered again.
+    before, seen = stored_events(funding), processed(funding)
+    publish(funding.settings, "intake", [study_requested(early)])
+    wait_for(lambda: processed(funding) > seen, what="the redelivered request")
+    assert stored_events(funding) == before
 
     project_id = new_project()
     publish(funding.settings, "intake", [eligible(project_id), study_requested(project_id, "operator-7")])

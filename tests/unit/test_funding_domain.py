@@ -360,3 +360,13 @@ def test_domain_values_survive_a_deep_copy_of_the_rules():
     book.publish(data["version"], data["countries"], data["return_aid"], data["min_planned_jobs"])
     assert book.in_force() == check_rules(data["version"], data["countries"], data["return_aid"],
                                           data["min_planned_jobs"])
+
+
+def test_a_study_request_is_heard_once():
+    d = dossier()
+    assert d.request_feasibility_grant(6, "operator-1") is True
+    assert d.local_operator_id == "operator-1"
+    assert d.request_feasibility_grant(6, "operator-1") is False  # redelivered
+    assert d.request_feasibility_grant(5, None) is False  # an older one, re-published
+    assert d.request_feasibility_grant(9, None) is True and d.local_operator_id == "operator-1"
+    assert names(d) == ["DossierRegistered", "FeasibilityGrantRequested", "FeasibilityGrantRequested"]

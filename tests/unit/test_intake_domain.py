@@ -220,9 +220,12 @@ def at_committee() -> Project:
 def test_the_feasibility_grant_outcome_is_recorded_once():
     project = at_feasibility()
     project.collect_events()
-    assert project.record_feasibility_grant("awarded", 140_000, "operator:op-1", []) is True
-    assert project.record_feasibility_grant("awarded", 140_000, "operator:op-1", []) is False
-    assert names(project) == ["FeasibilityGrantRecorded"]
+    assert project.record_feasibility_grant("rejected", None, None, ["envelope_open: none"], 3) is True
+    assert project.record_feasibility_grant("awarded", 140_000, "operator:op-1", [], 5) is True
+    # Redelivered, in their order: neither the rejection nor the award is recorded again.
+    assert project.record_feasibility_grant("rejected", None, None, ["envelope_open: none"], 3) is False
+    assert project.record_feasibility_grant("awarded", 140_000, "operator:op-1", [], 5) is False
+    assert names(project) == ["FeasibilityGrantRecorded", "FeasibilityGrantRecorded"]
     assert project.feasibility_grant == {"outcome": "awarded", "amount_cents": 140_000, "payee": "operator:op-1",
                                          "reasons": []}
 
@@ -233,24 +236,25 @@ def test_the_feasibility_grant_outcome_is_recorded_once():
 ])
 def test_the_financing_decision_moves_the_dossier(decision, status):
     project = at_committee()
-    assert project.record_financing_decision(decision, 600_000, "2026.1") is True
+    assert project.record_financing_decision(decision, 600_000, "2026.1", 7) is True
     assert project.status == status and project.financing["decision"] == decision.value
 
 
 def test_a_deferred_dossier_can_be_financed_later_and_a_decision_is_not_recorded_twice():
     project = at_committee()
-    project.record_financing_decision(FinancingDecision.deferred, None, "2026.1")
-    project.record_financing_decision(FinancingDecision.approved, 500_000, "2026.1")
+    project.record_financing_decision(FinancingDecision.deferred, None, "2026.1", 7)
+    assert project.record_financing_decision(FinancingDecision.deferred, None, "2026.1", 7) is False
+    project.record_financing_decision(FinancingDecision.approved, 500_000, "2026.1", 9)
     assert project.status == Status.financed
-    assert project.record_financing_decision(FinancingDecision.approved, 500_000, "2026.1") is False
+    assert project.record_financing_decision(FinancingDecision.approved, 500_000, "2026.1", 9) is False
     project.close(ClosureReason.success)
 
 
 def test_a_decision_on_a_withdrawn_dossier_changes_nothing():
     project = at_committee()
     project.withdraw("left the programme")
-    assert project.record_financing_decision(FinancingDecision.approved, 1, "v") is False
-    assert project.record_feasibility_grant("awarded", 1, "promoter", []) is False
+    assert project.record_financing_decision(FinancingDecision.approved, 1, "v", 9) is False
+    assert project.record_feasibility_grant("awarded", 1, "promoter", [], 3) is False
     assert project.status == Status.withdrawn
 
 
