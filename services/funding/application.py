@@ -184,6 +184,25 @@ class FundingApplication(ServiceApplication):
         if dossier is not None and dossier.request_financing(requested_amount_cents, dossier_version):
             self.save(dossier)
 
+    def end_financing(self, project_id: UUID, reason: str) -> None:
+        """The dossier was withdrawn or closed (intake's ProjectWithdrawn / ProjectClosed)."""
+
+        def end() -> None:
+            dossier = self.find(Dossier, project_id)
+            if dossier is None:
+                return
+            if dossier.approval is None:
+                if dossier.end(reason, None):
+                    self.save(dossier)
+                return
+            envelope_id = UUID(dossier.approval["envelope_id"])
+            with self.drawing_on(envelope_id):
+                envelope = self.get_envelope(envelope_id)
+                if dossier.end(reason, envelope):
+                    self.save(dossier, envelope)
+
+        retry_on_conflict(end)
+
     def suspend_disbursements(self, project_id: UUID, alert_id: str, reason: str) -> None:
         """A follow-up alert (followup's AlertRaised)."""
         dossier = self.find(Dossier, project_id)

@@ -2,7 +2,8 @@
 
 From intake: an eligible dossier is registered (its country decides the rules and
 envelopes), a requested feasibility study gets its grant or a reasoned refusal,
-a dossier sent to the committee asks for financing. From followup: an alert on
+a dossier sent to the committee asks for financing, a withdrawn or closed one
+ends it (its unpaid reservation goes back to the envelope). From followup: an alert on
 a business suspends its tranches until it is resolved.
 """
 
@@ -32,6 +33,11 @@ def handler(app: FundingApplication):
                 # The dossier's version as sent is the one every decision on it relies on.
                 app.request_financing(UUID(event.subject), event.data["requested_amount_cents"],
                                       dossier_version=event.aggregateversion)
+            elif event.name in ("ProjectWithdrawn", "ProjectClosed"):
+                # The promoter's own words stay in intake: funding only needs to know it ended.
+                reason = "dossier_withdrawn" if event.name == "ProjectWithdrawn" else \
+                    f"dossier_closed: {event.data.get('reason', 'unknown')}"
+                app.end_financing(UUID(event.subject), reason)
         elif event.service == "followup":
             alert_id = str(event.data.get("alert_id") or event.subject)
             if event.name == "AlertRaised":

@@ -306,6 +306,16 @@ class Envelope(Aggregate):
             self._require_available(amount_cents)
         self._disbursed(project_id=project_id, amount_cents=amount_cents, from_reserved=from_reserved)
 
+    def release(self, project_id: str, amount_cents: int) -> None:
+        """Money reserved for a dossier that ended before it was all paid goes back to what is available."""
+        require(amount_cents <= self.reserved_cents, "envelope_not_overcommitted",
+                f"{amount_cents} cents exceed the {self.reserved_cents} cents reserved on the envelope")
+        self._released(project_id=project_id, amount_cents=amount_cents)
+
+    @event("EnvelopeFundsReleased")
+    def _released(self, project_id: str, amount_cents: int) -> None:
+        self.reserved_cents -= amount_cents
+
     @event("EnvelopeFundsDisbursed")
     def _disbursed(self, project_id: str, amount_cents: int, from_reserved: bool) -> None:
         if from_reserved:
@@ -329,6 +339,7 @@ class FinancingStatus(StrEnum):
     deferred = "deferred"
     rejected = "rejected"
     agreed = "agreed"  # the tripartite agreement is signed; tranches may go out
+    ended = "ended"  # the dossier was withdrawn or closed: nothing more is decided nor paid
 
 
 class Decision(StrEnum):
@@ -610,6 +621,35 @@ class Dossier(Aggregate):
     @event("TrancheReconciled")
     def _tranche_reconciled(self, tranche: int, disbursed_cents: int, evidenced_cents: int) -> None:
         self.tranches[tranche - 1].reconciled = True
+
+    # --- end of the dossier ------------------------------------------------------------------
+
+    @property
+    def reserved_cents(self) -> int:
+        """What the approval set aside and no tranche has paid yet."""
+        if self.approval is None or self.financing not in (FinancingStatus.approved, FinancingStatus.agreed):
+            return 0
+        return self.approval["amount_cents"] - sum(t.amount_cents for t in self.tranches if t.disbursed)
+
+    def end(self, reason: str, envelope: Envelope | None) -> bool:
+        """Intake withdrew or closed the dossier: its pending financing ends, what is reserved goes back.
+
+        False when there is nothing to end (never sent to the committee, rejected, or ended already).
+        """
+        if self.financing in (FinancingStatus.none, FinancingStatus.rejected, FinancingStatus.ended):
+            return False
+        released = self.reserved_cents
+        if released:
+            assert envelope is not None and self.approval is not None
+            assert str(envelope.id) == self.approval["envelope_id"]
+            envelope.release(self.project_id, released)
+        self._financing_ended(reason=_text("reason", reason, 500), released_cents=released,
+                              envelope_id=self.approval["envelope_id"] if released and self.approval else None)
+        return True
+
+    @event("FinancingEnded")
+    def _financing_ended(self, reason: str, released_cents: int, envelope_id: str | None) -> None:
+        self.financing = FinancingStatus.ended
 
     # --- suspension by the follow-up ------------------------------------------------------
 

@@ -54,7 +54,7 @@ LEDGER = {
     "FeasibilityGrantAwarded", "FeasibilityGrantRejected",
     "FinancingProposed", "FinancingApproved", "FinancingDeferred", "FinancingRejected",
     "AgreementSigned", "OperatorFeesCommitted", "FundsDisbursed", "TrancheReconciled",
-    "DisbursementSuspended", "DisbursementResumed", "ReturnAidGranted",
+    "DisbursementSuspended", "DisbursementResumed", "FinancingEnded", "ReturnAidGranted",
 }
 _COLUMNS = {"amount_cents", "rule_version", "justification", "envelope_id"}
 _NOT_DETAILS = _COLUMNS | {"originator_id", "originator_version", "timestamp", "_meta", "countries", "return_aid"}
@@ -81,6 +81,8 @@ class Ledger(Projection):
             envelope_id = str(e.originator_id)
         if aggregate == "Dossier" and kind == "TrancheReconciled":
             amount = state.get("disbursed_cents")
+        if kind == "FinancingEnded":
+            amount = state.get("released_cents")
         conn.execute(decisions.insert().values(
             id=f"{e.originator_id}/{e.originator_version}", kind=kind,
             project_id=str(e.originator_id) if aggregate == "Dossier" else None,
@@ -113,6 +115,8 @@ class Envelopes(Projection):
             changes["allocated_cents"] = e.amount_cents
         elif kind == "EnvelopeFundsReserved":
             changes["reserved_cents"] = c.reserved_cents + e.amount_cents
+        elif kind == "EnvelopeFundsReleased":
+            changes["reserved_cents"] = c.reserved_cents - e.amount_cents
         elif kind == "EnvelopeFundsDisbursed":
             changes["disbursed_cents"] = c.disbursed_cents + e.amount_cents
             if e.from_reserved:

@@ -22,6 +22,7 @@ from shared.store import CommandContext, acting
 from tests.conftest import bearer
 from tests.integration.funding_tools import (
     alert,
+    record,
     eligible,
     new_project,
     publish,
@@ -359,6 +360,25 @@ def test_redelivered_and_replayed_records_change_nothing(funding):
                  and len(consumer.lag_by_partition) == 6 and consumer.lag == 0, what="the restarted consumer")
         assert (again.app.state.runtime.app.recorder.max_notification_id() or 0) == before + 1
         assert again.get(f"/v1/financing/{project_id}", headers=funding.auditor).json() == state
+
+
+def test_a_withdrawn_dossier_gives_its_reservation_back_once(funding):
+    envelope_id = ready(funding, amount=1_000_000)
+    project_id = proposed(funding, envelope_id, 600_000)
+    assert approve(funding, project_id).status_code == 200
+    withdrawn = record("intake", "ProjectWithdrawn", project_id, 9, reason="moved on",
+                       previous_status="financed")
+    publish(funding.settings, "intake", [withdrawn])
+    wait_for(lambda: financing(funding, project_id)["financing"] == "ended", what="FinancingEnded")
+    envelope = funding.get(f"/v1/envelopes/{envelope_id}", headers=funding.auditor).json()
+    assert (envelope["reserved_cents"], envelope["available_cents"]) == (0, 1_000_000)
+    before, seen = stored_events(funding), processed(funding)
+    publish(funding.settings, "intake", [withdrawn])
+    wait_for(lambda: processed(funding) > seen, what="the redelivered record")
+    assert stored_events(funding) == before
+    funding.app.state.runtime.projector.catch_up()
+    ended = funding.get(f"/v1/decisions?project_id={project_id}&kind=FinancingEnded", headers=funding.auditor)
+    assert [(d["amount_cents"], d["justification"]) for d in ended.json()["items"]] == [(600_000, "dossier_withdrawn")]
 
 
 # --- return aid, the ledger -------------------------------------------------------------------------------

@@ -370,3 +370,22 @@ def test_a_study_request_is_heard_once():
     assert d.request_feasibility_grant(5, None) is False  # an older one, re-published
     assert d.request_feasibility_grant(9, None) is True and d.local_operator_id == "operator-1"
     assert names(d) == ["DossierRegistered", "FeasibilityGrantRequested", "FeasibilityGrantRequested"]
+
+
+def test_an_ended_dossier_gives_back_what_was_reserved_and_nothing_more_goes_out():
+    d, env = agreed(600_000)
+    d.disburse(env, 300_000, "operator:op-1", "VIR-1")
+    d.collect_events()
+    assert d.end("dossier_withdrawn", env) is True
+    assert names(d) == ["FinancingEnded"]
+    assert (env.reserved_cents, env.disbursed_cents, env.available_cents) == (0, 420_000, 10_000_000 - 420_000)
+    assert d.end("dossier_closed: success", env) is False
+    assert rule_of(lambda: d.disburse(env, 180_000, "p", "r")) == "disbursement_after_agreement"
+
+
+def test_a_pending_proposal_ends_with_the_dossier_and_cannot_be_approved():
+    d, env = proposed()
+    assert d.end("dossier_withdrawn", None) is True
+    assert env.reserved_cents == 0
+    assert rule_of(lambda: d.decide("approve", rules(), env, "late", "user:anna", "v")) == "decision_after_proposal"
+    assert dossier().end("dossier_withdrawn", None) is False  # never at the committee: nothing to end
