@@ -402,11 +402,11 @@ class Dossier(Aggregate):
         ceiling = rules.for_country(self.country).feasibility_grant_cents
         require(amount_cents <= ceiling, "feasibility_grant_within_rules",
                 f"{amount_cents} cents exceed the feasibility grant of {ceiling} cents under the rules {rules.version}")
+        payee, justification = _text("payee", payee, 200), _text("justification", justification)
         self._require_envelope(envelope)
         envelope.pay(self.project_id, amount_cents, from_reserved=False)
-        self._feasibility_grant_awarded(amount_cents=amount_cents, payee=_text("payee", payee, 200),
-                                        envelope_id=str(envelope.id), rule_version=rules.version,
-                                        justification=_text("justification", justification))
+        self._feasibility_grant_awarded(amount_cents=amount_cents, payee=payee, envelope_id=str(envelope.id),
+                                        rule_version=rules.version, justification=justification)
 
     @event("FeasibilityGrantAwarded")
     def _feasibility_grant_awarded(self, amount_cents: int, payee: str, envelope_id: str, rule_version: str,
@@ -443,8 +443,8 @@ class Dossier(Aggregate):
     # --- financing: request, proposal, four-eyes decision ---------------------------------
 
     def request_financing(self, requested_amount_cents: int, dossier_version: int) -> bool:
-        """The dossier reached the committee. False when this version was already requested."""
-        if self.dossier_version == dossier_version:
+        """The dossier reached the committee. False when this version (or a later one) was already heard."""
+        if self.dossier_version is not None and dossier_version <= self.dossier_version:
             return False
         require(self.financing in (FinancingStatus.none, FinancingStatus.deferred), "financing_requested_once",
                 f"the financing is already {self.financing}")
@@ -574,10 +574,11 @@ class Dossier(Aggregate):
         amount_cents = _cents("amount_cents", amount_cents)
         require(amount_cents == tranche.amount_cents, "tranche_as_scheduled",
                 f"tranche {tranche.number} is {tranche.amount_cents} cents, not {amount_cents}")
+        payee = _text("payee", payee, 200)
+        payment_reference = _text("payment_reference", payment_reference, 100)
         envelope.pay(self.project_id, amount_cents, from_reserved=True)
-        self._funds_disbursed(tranche=tranche.number, amount_cents=amount_cents, payee=_text("payee", payee, 200),
-                              payment_reference=_text("payment_reference", payment_reference, 100),
-                              envelope_id=str(envelope.id))
+        self._funds_disbursed(tranche=tranche.number, amount_cents=amount_cents, payee=payee,
+                              payment_reference=payment_reference, envelope_id=str(envelope.id))
         return tranche
 
     @event("FundsDisbursed")

@@ -267,6 +267,7 @@ def test_the_same_committee_version_is_requested_once():
     d = dossier()
     assert d.request_financing(1, dossier_version=4) is True
     assert d.request_financing(1, dossier_version=4) is False
+    assert d.request_financing(1, dossier_version=3) is False  # an older one, re-published
     assert rule_of(lambda: d.request_financing(1, dossier_version=5)) == "financing_requested_once"
 
 
