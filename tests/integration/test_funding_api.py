@@ -439,7 +439,7 @@ def test_the_ledger_lists_every_decision_and_stands_as_of_a_moment(funding):
 # --- bad input, roles -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path, body, who", [
+BAD_INPUT = [
     ("/v1/envelopes", {"year": 2026, "amount_cents": -5}, "approver"),
     ("/v1/envelopes", {"year": 2026, "amount_cents": 100, "country": "Senegal"}, "approver"),
     ("/v1/envelopes", {"year": 2026, "amount_cents": "100"}, "approver"),
@@ -453,14 +453,22 @@ def test_the_ledger_lists_every_decision_and_stands_as_of_a_moment(funding):
     ("/v1/feasibility-grants", {"project_id": new_project(), "amount_cents": 0, "justification": "x"}, "officer"),
     ("/v1/return-aid", {"person_id": new_project(), "country": "SN", "residence_status": "regular",
                         "adults": -1, "justification": "x"}, "officer"),
-])
-def test_bad_input_is_a_4xx_problem_and_writes_nothing(funding, path, body, who):
+    (f"/v1/financing/{new_project()}/decision", {"decision": "maybe", "justification": "x"}, "approver"),
+    (f"/v1/financing/{new_project()}/decision", {"decision": "approve", "justification": ""}, "approver"),
+    (f"/v1/financing/{new_project()}/tranches", {"amount_cents": 1, "payee": "p"}, "officer"),
+    (f"/v1/financing/{new_project()}/tranches/1/evidence", {"items": []}, "officer"),
+    (f"/v1/financing/{new_project()}/agreement", {"signed_on": "yesterday"}, "officer"),
+]
+
+
+def test_bad_input_is_a_4xx_problem_and_writes_nothing(funding):
     ready(funding)
     before = stored_events(funding)
-    r = funding.post(path, json=body, headers=getattr(funding, who))
-    assert r.status_code == 422, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["status"] == 422 and r.json()["type"].startswith("https://passerelle.dev/problems/")
+    for path, body, who in BAD_INPUT:
+        r = funding.post(path, json=body, headers=getattr(funding, who))
+        assert r.status_code == 422, (path, body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["status"] == 422 and r.json()["type"].startswith("https://passerelle.dev/problems/")
     assert stored_events(funding) == before
 
 
