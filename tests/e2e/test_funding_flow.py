@@ -15,7 +15,7 @@ from tests.conftest import bearer
 pytestmark = pytest.mark.e2e
 
 
-def wait_until(probe, what: str, timeout: float = 40.0):
+def wait_until(probe, what: str, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
         found = probe()
