@@ -19,7 +19,7 @@ from bench.infra import STOP, Infra, Spy, dump_json, machine_facts
 from bench.report import Figure, print_table
 from shared.settings import REPO_ROOT
 
-PARTS = ("commands", "relay", "roundtrip", "audit")
+PARTS = ("commands", "relay", "roundtrip", "decisions", "audit")
 console = Console(width=170, stderr=True)
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -39,7 +39,7 @@ def _term_as_interrupt(signum: int, frame: Any) -> None:
 
 @app.command()
 def main(
-    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: commands,relay,roundtrip,audit")] = ",".join(PARTS),
+    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: commands,relay,roundtrip,decisions,audit")] = ",".join(PARTS),
     clients: Annotated[str, typer.Option(envvar="BENCH_CLIENTS", help="concurrency levels of part 1")] = "1,8,32",
     warmup: Annotated[float, typer.Option(envvar="BENCH_WARMUP", help="seconds not measured, per level")] = 2.0,
     duration: Annotated[float, typer.Option(envvar="BENCH_DURATION", help="measured seconds, per level and series")] = 8.0,
@@ -53,15 +53,19 @@ def main(
     poll_ms: Annotated[float, typer.Option(envvar="BENCH_POLL_MS", help="GET /v1/projects/{id} every this often")] = 5.0,
     wait_partners: Annotated[float, typer.Option(envvar="BENCH_WAIT_PARTNERS_MINUTES",
                                                  help="how long to wait for services/partners to exist")] = 40.0,
+    decisions: Annotated[int, typer.Option(envvar="BENCH_DECISIONS",
+                                           help="part 4: approvals per level and series")] = 300,
+    decision_clients: Annotated[str, typer.Option(envvar="BENCH_DECISION_CLIENTS",
+                                                  help="part 4: concurrency levels")] = "1,8,32",
     layers: Annotated[bool, typer.Option(envvar="BENCH_LAYERS",
                                          help="part 1: also submit_project in-process (no HTTP), to explain it")] = True,
     profile: Annotated[bool, typer.Option(envvar="BENCH_PROFILE",
                                           help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
     audit_events: Annotated[int, typer.Option(envvar="BENCH_AUDIT_EVENTS",
-                                              help="events of part 5 (the audit's replay), over the 4 logs")] = 1_000_000,
+                                              help="events of the audit part (its replay), over the 4 logs")] = 1_000_000,
     out: Annotated[Path, typer.Option(envvar="BENCH_OUT")] = REPO_ROOT / "var" / "bench" / "results.json",
 ) -> None:
-    """Measure the command path, the relay and the round trip; print the figures and their targets."""
+    """Measure the command path, the relay, the round trip and financing decisions; print the figures."""
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _term_as_interrupt)
     signal.signal(signal.SIGINT, _term_as_interrupt)
@@ -76,7 +80,8 @@ def main(
     sizes = {"parts": chosen, "clients": _ints(clients), "warmup_s": warmup, "duration_s": duration,
              "relay_events": relay_events, "relay_repeats": relay_repeats, "roundtrips": roundtrips,
              "roundtrip_concurrency": roundtrip_concurrency, "roundtrips_concurrent": roundtrips_concurrent,
-             "poll_ms": poll_ms, "profile": profile, "layers": layers, "audit_events": audit_events}
+             "poll_ms": poll_ms, "profile": profile, "layers": layers, "decisions": decisions,
+             "decision_clients": _ints(decision_clients), "audit_events": audit_events}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -121,6 +126,14 @@ def main(
                                            spy=Spy(profile))
                 figures.extend(f)
                 details["roundtrip"] = d
+                save("partial")
+            if "decisions" in chosen:
+                from bench import decisions as decisions_part
+
+                f, d = await decisions_part.run(infra, stack, levels=_ints(decision_clients), decisions=decisions,
+                                                log=_log)
+                figures.extend(f)
+                details["decisions"] = d
                 save("partial")
             if "audit" in chosen:
                 from bench import audit

@@ -1,8 +1,11 @@
 """Seed a demonstration programme through the services' own HTTP APIs (run by `make run`).
 
-Support structures in French regions, local operators in a few countries, a
-dozen dossiers; then waits until the dossiers are assigned through Kafka and
-takes a few of them further. Every request carries a stable Idempotency-Key,
+The programme rules and budget envelopes of the year (funding), support
+structures in French regions, local operators in a few countries, a dozen
+dossiers; then waits until the dossiers are assigned through Kafka and takes a
+few of them further: through the feasibility study (funding awards its grant)
+to the committee, where two are financed with four eyes (one of them has its
+first tranche paid and reconciled) and one is deferred. Every request carries a stable Idempotency-Key,
 so seeding twice (a second `make run` on the same var/) writes nothing new.
 
     python -m deploy.seed
@@ -18,6 +21,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from services.funding.application import example_rules
 from shared.auth import issue_token
 from shared.settings import Settings, service_url
 
@@ -57,26 +61,41 @@ DOSSIERS = [
 # The dossiers (by their place in DOSSIERS) taken through preparation and the feasibility study:
 # always the same ones, so that seeding again replays the same requests and writes nothing.
 ADVANCE = (0, 1, 2, 3)
+# At the committee (by their place in DOSSIERS): financed, financed with a tranche paid, deferred.
+FINANCE = (1,)
+FINANCE_AND_PAY = (0,)
+DEFER = (2,)
+# Budget envelopes of the year: business creation per country and programme-wide, return aid.
+ENVELOPES = [("business_creation", "SN", 30_000_000), ("business_creation", "ML", 20_000_000),
+             ("business_creation", "MA", 10_000_000), ("business_creation", None, 15_000_000),
+             ("return_aid", None, 5_000_000)]
 
 
 class Seeder:
     def __init__(self) -> None:
         settings = Settings()
         self.headers = {"Authorization": f"Bearer {issue_token(settings, 'intake_officer', sub='demo-seed')}"}
+        # Funding's people: four eyes need two of them (Idempotency-Keys are per person, so fixed ids).
+        self.as_ = {role: {"Authorization": f"Bearer {issue_token(settings, role, sub=sub)}"}
+                    for role, sub in (("admin", "demo-admin"), ("funding_officer", "demo-officer"),
+                                      ("funding_approver", "demo-approver"))}
         self.http = httpx.Client(timeout=30)
 
-    def post(self, service: str, path: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = self.http.post(f"{service_url(service)}{path}", json=body, headers={**self.headers, "Idempotency-Key": key})
+    def post(self, service: str, path: str, key: str, body: dict[str, Any] | None = None,
+             role: str | None = None) -> dict[str, Any]:
+        headers = self.as_[role] if role else self.headers
+        response = self.http.post(f"{service_url(service)}{path}", json=body, headers={**headers, "Idempotency-Key": key})
         if response.status_code >= 400:
             raise RuntimeError(f"POST {path}: {response.status_code} {response.text}")
         return response.json()
 
-    def get(self, service: str, path: str) -> dict[str, Any]:
-        response = self.http.get(f"{service_url(service)}{path}", headers=self.headers)
+    def get(self, service: str, path: str, role: str | None = None) -> Any:
+        response = self.http.get(f"{service_url(service)}{path}", headers=self.as_[role] if role else self.headers)
         response.raise_for_status()
         return response.json()
 
     def run(self) -> int:
+        self.programme()
         for i, (name, region, capacity) in enumerate(SUPPORT_STRUCTURES):
             self.post("partners", "/v1/partners", f"seed-support-{i}", {
                 "name": name, "kind": "support_structure", "region": region, "countries": [], "sectors": [],
@@ -99,8 +118,95 @@ class Seeder:
         for i in ADVANCE:
             if dossiers[i]["status"] in ("assigned", "preparing", "feasibility"):
                 self.advance(dossiers[i])
+        self.committee([ids[i] for i in FINANCE], [ids[i] for i in FINANCE_AND_PAY], [ids[i] for i in DEFER])
+        self.wait_for_intake([ids[i] for i in FINANCE + FINANCE_AND_PAY + DEFER], ("financed", "deferred"))
         self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
+        self.show_envelopes()
         return 0
+
+    # --- funding --------------------------------------------------------------------------------
+
+    def programme(self) -> None:
+        """The rules in force and the year's envelopes; intake screens with the rules once it has read them."""
+        rules = example_rules()
+        self.post("funding", "/v1/rules", f"seed-rules-{rules['version']}", rules, role="admin")
+        year = time.gmtime().tm_year
+        for purpose, country, amount in ENVELOPES:
+            self.post("funding", "/v1/envelopes", f"seed-envelope-{purpose}-{year}-{country or 'programme'}",
+                      {"year": year, "purpose": purpose, "amount_cents": amount, **({"country": country} if country else {})},
+                      role="funding_approver")
+        deadline = time.monotonic() + 30
+        while self.get("intake", "/v1/rules")["version"] != rules["version"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def committee(self, finance: list[str], pay: list[str], defer: list[str]) -> None:
+        """One officer proposes, another person decides; the agreement; a first tranche paid and reconciled."""
+        for pid in finance + pay + defer:
+            if not self.wait_for_financing(pid):
+                console.print(f"[yellow]seed: dossier {pid} did not reach funding's committee; skipped[/yellow]")
+                continue
+            key = f"seed-{pid}"
+            dossier = self.get("intake", f"/v1/projects/{pid}")
+            state = self.get("funding", f"/v1/financing/{pid}", role="funding_officer")
+            if state["financing"] == "requested":
+                envelope = self.envelope_for(dossier["country"])
+                self.post("funding", f"/v1/financing/{pid}/proposal", f"{key}-proposal",
+                          {"amount_cents": dossier["requested_amount_cents"], "envelope_id": envelope,
+                           "justification": "Plan solide, apport personnel versé, marché vérifié par l'étude."},
+                          role="funding_officer")
+            decision = "defer" if pid in defer else "approve"
+            self.post("funding", f"/v1/financing/{pid}/decision", f"{key}-decision",
+                      {"decision": decision, "justification": "Dossier complet; emplois prévus crédibles."
+                       if decision == "approve" else "Revoir le plan de trésorerie avant le prochain comité."},
+                      role="funding_approver")
+            if decision == "defer":
+                continue
+            financing = self.post("funding", f"/v1/financing/{pid}/agreement", f"{key}-agreement",
+                                  {"signed_on": time.strftime("%Y-%m-%d", time.gmtime())}, role="funding_officer")
+            if pid in pay:
+                first = financing["tranches"][0]
+                self.post("funding", f"/v1/financing/{pid}/tranches", f"{key}-tranche-1",
+                          {"amount_cents": first["amount_cents"], "payee": f"operator:{dossier['local_operator_id']}",
+                           "payment_reference": f"VIR-{dossier['reference']}-1"}, role="funding_officer")
+                self.post("funding", f"/v1/financing/{pid}/tranches/1/evidence", f"{key}-evidence-1",
+                          {"items": [{"label": "Factures d'équipement", "amount_cents": first["amount_cents"]}]},
+                          role="funding_officer")
+                self.post("funding", f"/v1/financing/{pid}/tranches/1/reconciliation", f"{key}-reconcile-1",
+                          role="funding_officer")
+
+    def envelope_for(self, country: str) -> str:
+        year = time.gmtime().tm_year
+        envelopes = self.get("funding", f"/v1/envelopes?year={year}&purpose=business_creation", role="funding_officer")
+        mine = [e for e in envelopes if e["country"] == country] or [e for e in envelopes if e["country"] is None]
+        return mine[0]["id"]
+
+    def wait_for_financing(self, pid: str, timeout: float = 30) -> bool:
+        """Funding hears of the committee through Kafka: wait until it has the financing request."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.http.get(f"{service_url('funding')}/v1/financing/{pid}", headers=self.as_["funding_officer"])
+            if response.status_code == 200 and response.json()["financing"] != "none":
+                return True
+            time.sleep(0.3)
+        return False
+
+    def wait_for_intake(self, ids: list[str], statuses: tuple[str, ...], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.get("intake", f"/v1/projects/{i}")["status"] in statuses for i in ids):
+                return
+            time.sleep(0.3)
+
+    def show_envelopes(self) -> None:
+        table = Table(title="Budget envelopes (euros)")
+        for column in ("purpose", "year", "country", "allocated", "reserved", "disbursed", "available"):
+            table.add_column(column)
+        time.sleep(1)  # the envelopes' list is a read model, a moment behind the decisions
+        for e in self.get("funding", "/v1/envelopes", role="funding_officer"):
+            table.add_row(e["purpose"], str(e["year"]), e["country"] or "all",
+                          *(f"{e[k] / 100:,.2f}" for k in ("allocated_cents", "reserved_cents", "disbursed_cents",
+                                                           "available_cents")))
+        console.print(table)
 
     def wait_for_assignments(self, ids: list[str], timeout: float = 60) -> list[dict[str, Any]]:
         """Assignment happens in partners, through Kafka: wait until every eligible dossier has its partners."""
@@ -145,6 +251,11 @@ class Seeder:
             note = ""
             if d["status"] == "ineligible":
                 note = "; ".join(d["eligibility"]["reasons"])
+            elif d.get("financing"):
+                note = f"{d['financing']['decision']}" + (
+                    f" {d['financing']['amount_cents'] / 100:,.0f} EUR" if d["financing"]["amount_cents"] else "")
+            elif d.get("feasibility_grant"):
+                note = f"feasibility grant {d['feasibility_grant']['outcome']}"
             elif d["status"] == "eligible" and self.get_assignment_status(d["id"]) == "pending":
                 missing = self.get("partners", f"/v1/assignments/{d['id']}")["missing"]
                 note = f"waiting for a {' and a '.join(m.replace('_', ' ') for m in missing)}"

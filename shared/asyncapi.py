@@ -29,6 +29,7 @@ from shared.topics import CHECKPOINTS_TOPIC, dlq_topic, event_topic
 SERVICES = {
     "intake": "services.intake.domain",
     "partners": "services.partners.domain",
+    "funding": "services.funding.domain",
 }
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 

@@ -132,6 +132,9 @@ class ProjectDetail(BaseModel):
     trainings: list[dict[str, Any]]
     business_plan: dict[str, Any] | None
     feasibility_conclusion: str | None
+    feasibility_grant: dict[str, Any] | None = Field(None, description="funding's answer: awarded (amount, payee) "
+                                                                         "or rejected (reasons)")
+    financing: dict[str, Any] | None = Field(None, description="funding's decision: approved, deferred or rejected")
     closure_reason: str | None
     timeline: list[dict[str, Any]]
 
@@ -147,6 +150,8 @@ class ProjectSummary(BaseModel):
     requested_amount_cents: int
     support_structure_id: str | None
     local_operator_id: str | None
+    feasibility_grant: str | None = None
+    financed_amount_cents: int | None = None
     submitted_at: datetime
 
 
@@ -240,9 +245,26 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
         support_structure_id=project.support_structure_id, local_operator_id=project.local_operator_id,
         eligibility=project.eligibility, possible_duplicates=project.possible_duplicates, consent=project.consent,
         skills_review=project.skills_review, trainings=project.trainings, business_plan=project.business_plan,
-        feasibility_conclusion=project.feasibility_conclusion, closure_reason=project.closure_reason,
-        timeline=timeline,
+        feasibility_conclusion=project.feasibility_conclusion, feasibility_grant=project.feasibility_grant,
+        financing=project.financing, closure_reason=project.closure_reason, timeline=timeline,
     )
+
+
+class ScreeningRules(BaseModel):
+    version: str
+    countries: list[str]
+    ceilings_cents: dict[str, int]
+    default_ceiling_cents: int
+    min_planned_jobs: int
+
+
+@queries.get("/rules", response_model=ScreeningRules)
+def screening_rules(app: App, _: Annotated[Principal, Depends(requires(*READERS))]) -> ScreeningRules:
+    """The rules a dossier submitted now is screened with: the last version funding published, else the default."""
+    rules = app.rules
+    return ScreeningRules(version=rules.version, countries=sorted(rules.countries),
+                          ceilings_cents=rules.ceilings_cents, default_ceiling_cents=rules.default_ceiling_cents,
+                          min_planned_jobs=rules.min_planned_jobs)
 
 
 Officer = Annotated[Principal, Depends(requires(Role.intake_officer))]

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 
-from services.intake.domain import ClosureReason, Conclusion, Person, Project, RuleSet
+from services.intake.domain import AdoptedRules, ClosureReason, Conclusion, FinancingDecision, Person, Project, RuleSet
 from services.intake.personal_data import PersonalDataVault
 from shared.settings import Settings
 from shared.store import ServiceApplication
 from shared.telemetry import traced
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.json")
+# How stale the rules a process screens with may be: another process of intake (the worker)
+# may have adopted a new version. The process that adopts it uses it at once.
+RULES_REFRESH_SECONDS = 1.0
 
 
 def load_rules(path: Path | None = None) -> RuleSet:
@@ -30,6 +34,33 @@ class IntakeApplication(ServiceApplication):
         super().__init__(settings)
         self.vault = PersonalDataVault(self.recorder, master_key)
         self.rules = rules or load_rules()
+
+    # --- the rules in force ------------------------------------------------------------
+
+    @property
+    def rules(self) -> RuleSet:
+        """The last rule set funding published, else the default one: the version in force now."""
+        if time.monotonic() - self._rules_read_at > RULES_REFRESH_SECONDS:
+            adopted = self.find(AdoptedRules, AdoptedRules.ID)
+            published = adopted.in_force() if adopted else None
+            if published is not None:
+                self._rules = published
+            self._rules_read_at = time.monotonic()
+        return self._rules
+
+    @rules.setter
+    def rules(self, default: RuleSet) -> None:
+        self._rules = default
+        self._rules_read_at = float("-inf")
+
+    def adopt_rules(self, version: str, countries: dict[str, dict[str, Any]], min_planned_jobs: int) -> None:
+        """Funding published a version of the programme rules (ProgrammeRulesPublished)."""
+        adopted = self.find(AdoptedRules, AdoptedRules.ID) or AdoptedRules()
+        if adopted.adopt(version, countries, min_planned_jobs):
+            self.save(adopted)
+        published = adopted.in_force()
+        if published is not None:
+            self._rules, self._rules_read_at = published, time.monotonic()
 
     # --- commands -------------------------------------------------------------------
 
@@ -106,6 +137,22 @@ class IntakeApplication(ServiceApplication):
 
     def close_project(self, project_id: UUID, reason: ClosureReason) -> Project:
         return self._change(project_id, "close", reason=reason)
+
+    def record_feasibility_grant(self, project_id: UUID, outcome: str, amount_cents: int | None,
+                                 payee: str | None, reasons: list[str], funding_version: int) -> None:
+        """Funding's answer on the study's grant (FeasibilityGrantAwarded / Rejected)."""
+        project = self.find(Project, project_id)
+        if project is not None and project.record_feasibility_grant(outcome, amount_cents, payee, reasons,
+                                                                    funding_version):
+            self.save(project)
+
+    def record_financing_decision(self, project_id: UUID, decision: FinancingDecision, amount_cents: int | None,
+                                  rule_version: str, funding_version: int) -> None:
+        """Funding's decision on the financing (FinancingApproved / Deferred / Rejected)."""
+        project = self.find(Project, project_id)
+        if project is not None and project.record_financing_decision(decision, amount_cents, rule_version,
+                                                                     funding_version):
+            self.save(project)
 
     def forget_person(self, person_id: UUID, reason: str) -> None:
         """Erase a person's personal data everywhere by deleting their key.

@@ -47,6 +47,18 @@ class ClosureReason(StrEnum):
     ineligible = "ineligible"
 
 
+class FinancingDecision(StrEnum):
+    """What funding's approver decided (FinancingApproved / Deferred / Rejected)."""
+
+    approved = "approved"
+    deferred = "deferred"
+    rejected = "rejected"
+
+
+_STATUS_AFTER_DECISION = {FinancingDecision.approved: Status.financed, FinancingDecision.deferred: Status.deferred,
+                          FinancingDecision.rejected: Status.rejected}
+
+
 class Conclusion(StrEnum):
     feasible = "feasible"
     not_feasible = "not_feasible"
@@ -93,6 +105,16 @@ class RuleSet:
         return reasons
 
 
+    @classmethod
+    def from_programme_rules(cls, version: str, countries: dict[str, dict[str, Any]],
+                             min_planned_jobs: int) -> RuleSet:
+        """The screening part of a rule set funding published (ProgrammeRulesPublished)."""
+        in_programme = {c: r for c, r in countries.items() if r.get("in_programme")}
+        return cls(version=version, countries=frozenset(in_programme), default_ceiling_cents=0,
+                   ceilings_cents={c: int(r["startup_ceiling_cents"]) for c, r in in_programme.items()},
+                   min_planned_jobs=int(min_planned_jobs))
+
+
 class Project(Aggregate):
     """A promoter's dossier. Personal data lives only as ciphertext under the person's key."""
 
@@ -122,6 +144,10 @@ class Project(Aggregate):
         self.business_plan: dict[str, Any] | None = None
         self.feasibility_conclusion: str | None = None
         self.closure_reason: str | None = None
+        # What funding decided, as its events told (FeasibilityGrant..., Financing...).
+        self.feasibility_grant: dict[str, Any] | None = None
+        self.financing: dict[str, Any] | None = None
+        self.funding_version = 0  # of funding's side of the dossier, as last heard: tells redeliveries apart
 
     # --- screening ---------------------------------------------------------------
 
@@ -252,6 +278,22 @@ class Project(Aggregate):
     def _feasibility_study_completed(self, conclusion: str, summary: str) -> None:
         self.feasibility_conclusion = conclusion
 
+    def record_feasibility_grant(self, outcome: str, amount_cents: int | None, payee: str | None,
+                                 reasons: list[str], funding_version: int) -> bool:
+        """Funding's answer on the study's grant (awarded or rejected). False when already known."""
+        if self.status in FINAL or funding_version <= self.funding_version:
+            return False
+        self._feasibility_grant_recorded(outcome=outcome, amount_cents=amount_cents, payee=payee,
+                                         reasons=list(reasons), funding_version=funding_version)
+        return True
+
+    @event("FeasibilityGrantRecorded")
+    def _feasibility_grant_recorded(self, outcome: str, amount_cents: int | None, payee: str | None,
+                                    reasons: list[str], funding_version: int) -> None:
+        self.feasibility_grant = {"outcome": outcome, "amount_cents": amount_cents, "payee": payee,
+                                  "reasons": list(reasons)}
+        self.funding_version = funding_version
+
     # --- committee -------------------------------------------------------------------
 
     def send_to_committee(self) -> None:
@@ -267,6 +309,29 @@ class Project(Aggregate):
     @event("ProjectSentToCommittee")
     def _sent_to_committee(self, requested_amount_cents: int, own_contribution_cents: int, planned_jobs: int) -> None:
         self.status = Status.at_committee
+
+    def record_financing_decision(self, decision: FinancingDecision, amount_cents: int | None,
+                                  rule_version: str, funding_version: int) -> bool:
+        """Funding's committee decided: the dossier is financed, deferred or rejected.
+
+        False when the dossier is not waiting for a decision (withdrawn meanwhile) or the
+        decision is already known (a redelivery): intake records what funding decided, it does
+        not re-judge it. `funding_version` (the version of funding's side of the dossier that
+        carried the decision) tells a new decision from a record seen before.
+        """
+        decision = FinancingDecision(decision)
+        if self.status not in (Status.at_committee, Status.deferred) or funding_version <= self.funding_version:
+            return False
+        self._financing_decision_recorded(decision=decision.value, amount_cents=amount_cents,
+                                          rule_version=rule_version, funding_version=funding_version)
+        return True
+
+    @event("FinancingDecisionRecorded")
+    def _financing_decision_recorded(self, decision: str, amount_cents: int | None, rule_version: str,
+                                     funding_version: int) -> None:
+        self.financing = {"decision": decision, "amount_cents": amount_cents, "rule_version": rule_version}
+        self.status = _STATUS_AFTER_DECISION[FinancingDecision(decision)]
+        self.funding_version = funding_version
 
     # --- end of the dossier -----------------------------------------------------------
 
@@ -329,3 +394,40 @@ class Person(Aggregate):
     @event("PersonForgotten")
     def _forgotten(self, reason: str = "") -> None:  # recorded without reason before it was asked for
         self.forgotten = True
+
+
+class AdoptedRules(Aggregate):
+    """The programme rules funding published, as intake screens with them: the last one is in force.
+
+    Until funding publishes any, intake screens with its default rule set.
+    """
+
+    ID = UUID("6f1f3c9e-4b7a-5d2e-9c1a-3e5b7d9f1a2c")
+
+    @staticmethod
+    def create_id() -> UUID:
+        return AdoptedRules.ID
+
+    @event("ScreeningRulesOpened")
+    def __init__(self) -> None:
+        self.versions: list[str] = []
+        self.current: dict[str, Any] | None = None
+
+    def adopt(self, version: str, countries: dict[str, dict[str, Any]], min_planned_jobs: int) -> bool:
+        """Adopt a version funding published. False when it is already adopted (a redelivery)."""
+        if version in self.versions:
+            return False
+        rules = RuleSet.from_programme_rules(version, countries, min_planned_jobs)
+        self._adopted(version=version, countries=sorted(rules.countries), ceilings_cents=rules.ceilings_cents,
+                      min_planned_jobs=rules.min_planned_jobs)
+        return True
+
+    @event("ProgrammeRulesAdopted")
+    def _adopted(self, version: str, countries: list[str], ceilings_cents: dict[str, int],
+                 min_planned_jobs: int) -> None:
+        self.versions.append(version)
+        self.current = {"version": version, "countries": list(countries), "ceilings_cents": dict(ceilings_cents),
+                        "default_ceiling_cents": 0, "min_planned_jobs": min_planned_jobs}
+
+    def in_force(self) -> RuleSet | None:
+        return RuleSet.from_dict(self.current) if self.current else None

@@ -27,6 +27,9 @@ dossiers = Table(
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False),
+    # What funding decided (migration 0002): awarded | rejected, and the amount financed.
+    Column("feasibility_grant", String(10), nullable=True),
+    Column("financed_amount_cents", BigInteger, nullable=True),
     Index("ix_dossiers_v1_status", "status"),
     Index("ix_dossiers_v1_country", "country"),
     Index("ix_dossiers_v1_submitted", "submitted_at", "id"),
@@ -42,6 +45,8 @@ _STATUS_AFTER = {
     "ProjectWithdrawn": "withdrawn",
     "ProjectClosed": "closed",
 }
+
+_STATUS_AFTER_DECISION = {"approved": "financed", "deferred": "deferred", "rejected": "rejected"}
 
 
 # Built once: SQLAlchemy then reuses their compiled form, where building a statement per
@@ -75,6 +80,12 @@ class Dossiers(Projection):
         elif kind == "PartnersRecorded":
             changes.update(support_structure_id=e.support_structure_id, local_operator_id=e.local_operator_id)
             conn.execute(_assigned, {"row_id": row_id})
+        elif kind == "FeasibilityGrantRecorded":
+            changes["feasibility_grant"] = e.outcome
+        elif kind == "FinancingDecisionRecorded":
+            changes["status"] = _STATUS_AFTER_DECISION[e.decision]
+            if e.decision == "approved":
+                changes["financed_amount_cents"] = e.amount_cents
         elif kind in _STATUS_AFTER:
             changes["status"] = _STATUS_AFTER[kind]
         conn.execute(_update, {"row_id": row_id, **changes})

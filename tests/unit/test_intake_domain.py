@@ -6,7 +6,16 @@ import uuid
 
 import pytest
 
-from services.intake.domain import ClosureReason, Conclusion, Person, Project, RuleSet, Status
+from services.intake.domain import (
+    AdoptedRules,
+    ClosureReason,
+    Conclusion,
+    FinancingDecision,
+    Person,
+    Project,
+    RuleSet,
+    Status,
+)
 from shared.domain import InvalidValue, RuleViolated
 
 RULES = RuleSet.from_dict({"version": "test-1", "countries": ["SN", "ML"], "default_ceiling_cents": 700_000,
@@ -194,3 +203,72 @@ def test_a_person_is_forgotten_once():
     person.forget()
     with pytest.raises(RuleViolated):
         person.forget()
+
+
+# --- what funding decided ----------------------------------------------------------------------
+
+
+def at_committee() -> Project:
+    project = at_feasibility()
+    project.complete_feasibility_study(Conclusion.feasible, "a market")
+    project.record_consent(["funding"], [])
+    project.send_to_committee()
+    project.collect_events()
+    return project
+
+
+def test_the_feasibility_grant_outcome_is_recorded_once():
+    project = at_feasibility()
+    project.collect_events()
+    assert project.record_feasibility_grant("rejected", None, None, ["envelope_open: none"], 3) is True
+    assert project.record_feasibility_grant("awarded", 140_000, "operator:op-1", [], 5) is True
+    # Redelivered, in their order: neither the rejection nor the award is recorded again.
+    assert project.record_feasibility_grant("rejected", None, None, ["envelope_open: none"], 3) is False
+    assert project.record_feasibility_grant("awarded", 140_000, "operator:op-1", [], 5) is False
+    assert names(project) == ["FeasibilityGrantRecorded", "FeasibilityGrantRecorded"]
+    assert project.feasibility_grant == {"outcome": "awarded", "amount_cents": 140_000, "payee": "operator:op-1",
+                                         "reasons": []}
+
+
+@pytest.mark.parametrize("decision, status", [
+    (FinancingDecision.approved, Status.financed), (FinancingDecision.deferred, Status.deferred),
+    (FinancingDecision.rejected, Status.rejected),
+])
+def test_the_financing_decision_moves_the_dossier(decision, status):
+    project = at_committee()
+    assert project.record_financing_decision(decision, 600_000, "2026.1", 7) is True
+    assert project.status == status and project.financing["decision"] == decision.value
+
+
+def test_a_deferred_dossier_can_be_financed_later_and_a_decision_is_not_recorded_twice():
+    project = at_committee()
+    project.record_financing_decision(FinancingDecision.deferred, None, "2026.1", 7)
+    assert project.record_financing_decision(FinancingDecision.deferred, None, "2026.1", 7) is False
+    project.record_financing_decision(FinancingDecision.approved, 500_000, "2026.1", 9)
+    assert project.status == Status.financed
+    assert project.record_financing_decision(FinancingDecision.approved, 500_000, "2026.1", 9) is False
+    project.close(ClosureReason.success)
+
+
+def test_a_decision_on_a_withdrawn_dossier_changes_nothing():
+    project = at_committee()
+    project.withdraw("left the programme")
+    assert project.record_financing_decision(FinancingDecision.approved, 1, "v", 9) is False
+    assert project.record_feasibility_grant("awarded", 1, "promoter", [], 3) is False
+    assert project.status == Status.withdrawn
+
+
+def test_published_programme_rules_replace_the_default_ones():
+    adopted = AdoptedRules()
+    assert adopted.in_force() is None
+    countries = {"SN": {"in_programme": True, "startup_ceiling_cents": 1_000_000},
+                 "HT": {"in_programme": False, "startup_ceiling_cents": 700_000}}
+    assert adopted.adopt("2027.1", countries, 2) is True
+    assert adopted.adopt("2027.1", countries, 2) is False
+    rules = adopted.in_force()
+    assert rules.version == "2027.1" and rules.countries == frozenset({"SN"})
+    assert rules.ceiling("SN") == 1_000_000 and rules.min_planned_jobs == 2
+    project = dossier(requested_amount_cents=900_000, planned_jobs=1)
+    project.screen(rules, [])
+    assert project.eligibility == {"eligible": False, "rule_version": "2027.1",
+                                   "reasons": ["too_few_planned_jobs: 1 < 2"]}

@@ -1,0 +1,87 @@
+"""End to end: funding as real processes (its HTTP API apart from its worker, as in production)
+with intake and partners, choreographed over real Kafka, from published rules to a financed dossier."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from services.funding.application import example_rules
+from tests.conftest import bearer
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(probe, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_rules_grant_committee_and_approval_across_processes(start_service):
+    intake = start_service("intake")
+    partners = start_service("partners")
+    worker = start_service("funding", role="worker")
+    funding = start_service("funding", role="api", like=worker)
+    for service in (intake, partners, worker, funding):
+        service.wait_ready()
+    # All services of a test share one topic prefix and key directory (make_settings).
+    staff = bearer(intake.settings, "intake_officer", sub="ines")
+    admin, officer = bearer(funding.settings, "admin", sub="root"), bearer(funding.settings, "funding_officer", sub="olga")
+    approver = bearer(funding.settings, "funding_approver", sub="anna")
+
+    rules = example_rules()
+    assert httpx.post(f"{funding.url}/v1/rules", json=rules, headers=admin).status_code == 201
+    wait_until(lambda: httpx.get(f"{intake.url}/v1/rules", headers=staff).json()["version"] == rules["version"],
+               "intake to adopt the rules")
+    envelope = httpx.post(f"{funding.url}/v1/envelopes", headers=approver, json={
+        "year": datetime.now(timezone.utc).year, "country": "SN", "amount_cents": 2_000_000}).json()
+    for body in ({"name": "Structure IDF", "kind": "support_structure", "region": "FR-IDF", "countries": [],
+                  "sectors": [], "capacity": 5},
+                 {"name": "Opérateur Thiès", "kind": "local_operator", "countries": ["SN"], "sectors": [],
+                  "capacity": 5}):
+        assert httpx.post(f"{partners.url}/v1/partners", headers=staff, json=body).status_code == 201
+
+    project_id = httpx.post(f"{intake.url}/v1/projects", headers=staff, json={
+        "promoter": {"given_name": "Awa", "family_name": "Ndiaye", "birth_date": "1990-05-05",
+                     "phone": "+33 6 00 00 00 01", "residence_status": "regular"},
+        "country": "SN", "french_region": "FR-IDF", "sector": "trade", "title": "Boutique", "description": "",
+        "requested_amount_cents": 600_000, "own_contribution_cents": 100_000, "planned_jobs": 2}).json()["id"]
+
+    def dossier() -> dict:
+        return httpx.get(f"{intake.url}/v1/projects/{project_id}", headers=staff).json()
+
+    assert dossier()["eligibility"]["rule_version"] == rules["version"]
+    wait_until(lambda: dossier()["status"] == "assigned", "the assignment")
+    for path, body in (("consent", {"purposes": ["funding"], "partners": []}),
+                       ("business-plan", {"budget_lines": [{"label": "stock", "amount_cents": 600_000}],
+                                          "own_contribution_cents": 100_000, "planned_jobs": 2}),
+                       ("feasibility-study", None),
+                       ("feasibility-study/conclusion", {"conclusion": "feasible", "summary": "ok"})):
+        r = httpx.post(f"{intake.url}/v1/projects/{project_id}/{path}", json=body, headers=staff)
+        assert r.status_code == 200, r.text
+    wait_until(lambda: (dossier()["feasibility_grant"] or {}).get("outcome") == "awarded", "the feasibility grant")
+    assert httpx.post(f"{intake.url}/v1/projects/{project_id}/committee", headers=staff).status_code == 200
+
+    def financing() -> dict:
+        r = httpx.get(f"{funding.url}/v1/financing/{project_id}", headers=officer)
+        return r.json() if r.status_code == 200 else {}
+
+    wait_until(lambda: financing().get("financing") == "requested", "FinancingRequested in funding's worker")
+    assert httpx.post(f"{funding.url}/v1/financing/{project_id}/proposal", headers=officer, json={
+        "amount_cents": 600_000, "envelope_id": envelope["id"], "justification": "sound"}).status_code == 200
+    approved = httpx.post(f"{funding.url}/v1/financing/{project_id}/decision", headers=approver,
+                          json={"decision": "approve", "justification": "viable"})
+    assert approved.status_code == 200, approved.text
+    wait_until(lambda: dossier()["status"] == "financed", "the dossier financed in intake")
+    # The worker's projector keeps the ledger the API serves.
+    wait_until(lambda: [d for d in httpx.get(f"{funding.url}/v1/decisions?project_id={project_id}",
+                                             headers=officer).json()["items"] if d["kind"] == "FinancingApproved"],
+               "the approval in the ledger")
