@@ -10,11 +10,13 @@ import base64
 import hashlib
 import re
 import threading
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from services.audit.domain import Problem, ServiceLog
+from services.audit.projections import Ledger, compare
 from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
 from shared.domain import InvalidValue, NotFound
 from shared.envelope import canonical_json
@@ -84,6 +86,7 @@ class AuditApplication:
         """Forget everything: a replay starts from offset 0."""
         with getattr(self, "_lock", threading.Lock()):
             self.logs: dict[str, ServiceLog] = {service: ServiceLog(service) for service in SERVICES}
+            self.ledger = Ledger()
 
     def _log(self, service: str) -> ServiceLog:
         log = self.logs.get(service)
@@ -105,6 +108,8 @@ class AuditApplication:
                 read.append((service, where, read_record(value)))
             except ValueError as exc:
                 read.append((service, where, exc))
+        ledger_events = [orjson.loads(value) for (service, value, _), (_, _, found) in zip(records, read)
+                         if service == "funding" and not isinstance(found, ValueError) and found[3]]
         with self._lock:
             for service, where, found in read:
                 log = self._log(service)
@@ -113,6 +118,8 @@ class AuditApplication:
                 else:
                     sequence, claimed, event_id, matches = found
                     log.record_event(sequence, claimed, matches, where, event_id)
+            for event in ledger_events:
+                self.ledger.record(event)
 
     def record_checkpoint(self, key: bytes | None, value: bytes, where: str) -> None:
         """A record of `audit.checkpoints`, keyed by the service whose log it signs."""
@@ -155,6 +162,16 @@ class AuditApplication:
                     "problems": [_problem(p) for p in log.problems],
                 }
             return {"ok": not any(s["problems"] for s in services.values()), "services": services}
+
+    def ledger_as_of(self, moment: datetime | None = None) -> dict[str, Any]:
+        """Funding's decisions and the envelopes' totals rebuilt from Kafka, as they stood then."""
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidValue("as_of", "give a time zone (e.g. 2026-03-01T12:00:00Z)")
+        with self._lock:
+            return {"as_of": moment.isoformat() if moment else None, **self.ledger.as_of(moment)}
+
+    def compare_ledger(self, rebuilt: dict[str, Any], kept: list[dict[str, Any]]) -> dict[str, Any]:
+        return compare(rebuilt["decisions"], kept)
 
     def problems(self) -> list[Problem]:
         with self._lock:

@@ -1,10 +1,73 @@
 """The audit's read models: kept in memory, rebuilt from Kafka at every start.
 
-The verified logs themselves are `AuditApplication.logs` (a Merkle tree per
-service). The audit has no SQL tables: what it shows must come from the records
-alone, never from a copy that could drift from them.
+The verified logs are `AuditApplication.logs` (a Merkle tree per service). The
+ledger of public-funds decisions and the envelopes' totals are rebuilt here from
+the records of `funding.events` alone, with the rule funding keeps its own ledger
+by (`shared.ledger`), so that the two can be compared. No SQL tables: what the
+audit shows must come from the records, never from a copy that could drift.
 """
 
 from __future__ import annotations
 
-PROJECTIONS: list[object] = []
+from datetime import datetime
+from typing import Any
+
+from shared import ledger
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._envelope_events: dict[str, tuple[datetime, str, str, dict[str, Any]]] = {}
+
+    def record(self, event: dict[str, Any]) -> None:
+        """A verified record of `funding.events` (a CloudEvent); a re-published one changes nothing."""
+        kind, subject, version = event["type"].split(".")[2], event["subject"], event["aggregateversion"]
+        found = ledger.entry(kind, subject, version, event["data"], event.get("actor"), event["time"],
+                             event.get("codeversion"))
+        if found is not None:
+            self.entries.setdefault(found["id"], found)
+        if kind.startswith("Envelope"):
+            self._envelope_events.setdefault(f"{subject}/{version}", (_moment(event["time"]), kind, subject,
+                                                                       event["data"]))
+
+    def as_of(self, moment: datetime | None = None) -> dict[str, Any]:
+        """The decisions and the envelopes' totals as they stood at `moment` (now: None)."""
+        decisions = sorted((e for e in self.entries.values() if moment is None or _moment(e["decided_at"]) <= moment),
+                           key=lambda e: (_moment(e["decided_at"]), e["id"]))
+        totals: dict[str, dict[str, Any]] = {}
+        for at, kind, subject, data in sorted(self._envelope_events.values(), key=lambda e: e[0]):
+            if moment is None or at <= moment:
+                ledger.envelope_change(totals, kind, subject, data)
+        return {"decisions": decisions, "envelopes": sorted(totals.values(), key=lambda e: e["id"])}
+
+
+def compare(rebuilt: list[dict[str, Any]], kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """What differs between the ledger rebuilt from Kafka and the one funding keeps."""
+    ours = {e["id"]: e for e in rebuilt}
+    theirs = {e["id"]: e for e in kept}
+    differing = []
+    for key in sorted(ours.keys() & theirs.keys()):
+        fields = [c for c in ledger.COLUMNS if _same(ours[key].get(c), theirs[key].get(c)) is False]
+        if fields:
+            differing.append({"id": key, "fields": {f: {"kafka": ours[key].get(f), "funding": theirs[key].get(f)}
+                                                    for f in fields}})
+    return {
+        "matches": not differing and ours.keys() == theirs.keys(),
+        "only_on_kafka": sorted(ours.keys() - theirs.keys()),
+        "only_in_funding": sorted(theirs.keys() - ours.keys()),
+        "differing": differing,
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str) and a[:4].isdigit() and "T" in a and "T" in b:
+        try:
+            return _moment(a) == _moment(b)  # the same moment, however it is written
+        except ValueError:
+            pass
+    return a == b

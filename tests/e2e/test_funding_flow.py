@@ -85,3 +85,52 @@ def test_rules_grant_committee_and_approval_across_processes(start_service):
     wait_until(lambda: [d for d in httpx.get(f"{funding.url}/v1/decisions?project_id={project_id}",
                                              headers=officer).json()["items"] if d["kind"] == "FinancingApproved"],
                "the approval in the ledger")
+
+    check_the_auditors_ledger(funding, project_id, envelope["id"])
+
+
+def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> None:
+    """The audit rebuilds the ledger from Kafka alone: it matches funding's own, as of any time, and a
+    decision missing from funding's ledger is reported (issue 5 §2)."""
+    import asyncio
+    import os
+    from datetime import timedelta
+
+    import psycopg
+
+    from services.audit.api import funding_ledger
+    from services.audit.application import AuditApplication
+    from services.audit.consumers import Replay
+    from tests.conftest import POSTGRES
+
+    settings = funding.settings.model_copy(update={"service": "audit"})
+    auditor = AuditApplication(settings)
+    asyncio.run(Replay(auditor, settings).replay_once())
+    assert auditor.verification()["services"]["funding"]["problems"] == []
+    os.environ["PASSERELLE_FUNDING_URL"] = funding.url
+    try:
+        rebuilt = auditor.ledger_as_of(None)
+        kinds = [d["kind"] for d in rebuilt["decisions"] if d["project_id"] == project_id]
+        assert {"FinancingProposed", "FinancingApproved", "FeasibilityGrantAwarded"} <= set(kinds), kinds
+        approval = next(d for d in rebuilt["decisions"] if d["kind"] == "FinancingApproved")
+        assert approval["decided_by"] == "user:anna" and approval["envelope_id"] == envelope_id
+        envelope = next(e for e in rebuilt["envelopes"] if e["id"] == envelope_id)
+        kept = httpx.get(f"{funding.url}/v1/envelopes/{envelope_id}", headers=bearer(settings, "auditor")).json()
+        assert envelope["reserved_cents"] == 600_000
+        for total in ("allocated_cents", "reserved_cents", "disbursed_cents", "available_cents"):
+            assert envelope[total] == kept[total], (total, envelope, kept)
+        comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(settings, None)))
+        assert comparison["matches"], comparison
+
+        before = datetime.fromisoformat(approval["decided_at"].replace("Z", "+00:00")) - timedelta(microseconds=1)
+        then = auditor.ledger_as_of(before)
+        assert "FinancingApproved" not in [d["kind"] for d in then["decisions"]]
+        assert auditor.compare_ledger(then, asyncio.run(funding_ledger(settings, before)))["matches"]
+
+        # A decision that disappears from funding's own ledger is named.
+        with psycopg.connect(dbname=funding.settings.database_name, autocommit=True, **POSTGRES) as conn:
+            conn.execute("DELETE FROM decisions_v1 WHERE id = %s", (approval["id"],))
+        comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(settings, None)))
+        assert not comparison["matches"] and comparison["only_on_kafka"] == [approval["id"]]
+    finally:
+        os.environ.pop("PASSERELLE_FUNDING_URL", None)
