@@ -29,6 +29,7 @@ from shared.topics import dlq_topic, event_topic
 SERVICES = {
     "intake": "services.intake.domain",
     "partners": "services.partners.domain",
+    "followup": "services.followup.domain",
 }
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 

@@ -34,7 +34,7 @@ def imports(path: Path) -> set[str]:
 
 
 def test_there_are_services():
-    assert {"intake", "partners"} <= set(SERVICES)
+    assert {"intake", "partners", "followup"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("service", SERVICES)
