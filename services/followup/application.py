@@ -146,7 +146,10 @@ class FollowupApplication(ServiceApplication):
         lagging read model never flag a visit twice, and a run after downtime misses none.
         """
         projector = self._read_models()
-        projector.catch_up()
+        try:
+            projector.catch_up()
+        except Exception:  # noqa: BLE001 - another process moved the read model meanwhile: it is only a hint
+            log.info("the read models could not catch up before looking for overdue visits", exc_info=True)
         today = self.today()
         with projector.engine.connect() as conn:
             candidates = conn.execute(
