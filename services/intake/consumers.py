@@ -8,7 +8,7 @@ from services.intake.application import IntakeApplication
 from shared.envelope import CloudEvent
 from shared.topics import event_topic
 
-TOPICS = [event_topic("partners")]
+TOPICS = [event_topic("partners"), event_topic("followup")]
 
 
 def handler(app: IntakeApplication):
@@ -19,5 +19,7 @@ def handler(app: IntakeApplication):
                 support_structure_id=event.data["support_structure_id"],
                 local_operator_id=event.data["local_operator_id"],
             )
+        elif event.name == "FollowUpOpened":
+            app.record_followup(UUID(event.data["project_id"]))
 
     return handle

@@ -41,6 +41,7 @@ _STATUS_AFTER = {
     "ProjectSentToCommittee": "at_committee",
     "ProjectWithdrawn": "withdrawn",
     "ProjectClosed": "closed",
+    "FollowUpRecorded": "in_followup",
 }
 
 

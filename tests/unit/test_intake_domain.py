@@ -194,3 +194,18 @@ def test_a_person_is_forgotten_once():
     person.forget()
     with pytest.raises(RuleViolated):
         person.forget()
+
+
+def test_a_dossier_at_committee_or_financed_goes_into_follow_up_once():
+    project = at_feasibility()
+    assert not project.record_followup()  # not sent to the committee yet: nothing to record
+    project.record_consent(["funding"], [])
+    project.complete_feasibility_study(Conclusion.feasible, "market exists")
+    project.send_to_committee()
+    project.collect_events()
+    assert project.record_followup()
+    assert project.status == Status.in_followup
+    assert names(project) == ["FollowUpRecorded"]
+    assert not project.record_followup()  # a redelivered FollowUpOpened
+    project.close(ClosureReason.success)
+    assert not project.record_followup()
