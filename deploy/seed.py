@@ -2,7 +2,8 @@
 
 Support structures in French regions, local operators in a few countries, a
 dozen dossiers; then waits until the dossiers are assigned through Kafka and
-takes a few of them further. Every request carries a stable Idempotency-Key,
+takes a few of them further; the businesses funding financed are launched and
+visited (followup). Every request carries a stable Idempotency-Key,
 so seeding twice (a second `make run` on the same var/) writes nothing new.
 
     python -m deploy.seed
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import date
 from typing import Any
 
 import httpx
@@ -99,6 +101,7 @@ class Seeder:
         for i in ADVANCE:
             if dossiers[i]["status"] in ("assigned", "preparing", "feasibility"):
                 self.advance(dossiers[i])
+        self.follow_up(ids)
         self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
         return 0
 
@@ -151,6 +154,49 @@ class Seeder:
             table.add_row(d["reference"], d["country"], d["french_region"], d["status"],
                           names.get(d["support_structure_id"], "-"), names.get(d["local_operator_id"], "-"), note)
         console.print(table)
+
+    # --- followup ---------------------------------------------------------------------------------
+
+    def follow_up(self, ids: list[str], timeout: float = 60) -> None:
+        """Launch the businesses whose first tranche funding paid, and log a first visit of each.
+
+        Follow-ups open only on funding's FundsDisbursed, so this takes the dossiers funding
+        financed; without funding running there is none, and it says so. The first business
+        is found active, the second in difficulty: its alert suspends the next tranche.
+        """
+        if not self._answers("funding") or not self._answers("followup"):
+            console.print("[dim]follow-up demo skipped: it follows the dossiers funding pays (funding and "
+                          "followup must both run)[/dim]")
+            return
+        officer = {"Authorization": f"Bearer {issue_token(Settings(), 'followup_officer', sub='demo-followup')}"}
+        deadline = time.monotonic() + timeout
+        opened: list[str] = []
+        while time.monotonic() < deadline:
+            opened = [i for i in ids if self.http.get(f"{service_url('followup')}/v1/followups/{i}",
+                                                     headers=officer).status_code == 200]
+            if opened:
+                break
+            time.sleep(0.5)
+        today = date.today().isoformat()
+        for n, project_id in enumerate(opened):
+            url, key = f"{service_url('followup')}/v1/followups/{project_id}", f"seed-followup-{project_id}"
+            self.http.post(f"{url}/launch", headers={**officer, "Idempotency-Key": f"{key}-launch"}, json={
+                "launched_on": today, "legal_form": "entreprise individuelle", "registration": f"RC-DEMO-{n + 1:04d}",
+                "initial_jobs": 1, "own_contribution_cents": 100_000})
+            status = "active" if n % 2 == 0 else "in_difficulty"
+            self.http.post(f"{url}/visits", headers={**officer, "Idempotency-Key": f"{key}-visit-1"}, json={
+                "visit_id": f"demo-{project_id}-1", "visited_on": today, "business_status": status,
+                "jobs": {"paid": 2, "family": 1}, "revenue_band": "150_to_500",
+                "observations": "Activité démarrée, premiers clients." if status == "active"
+                else "Fournisseur défaillant, stock insuffisant.",
+                "recommendations": "Tenir un cahier de caisse."})
+        console.print(f"follow-up: {len(opened)} business(es) launched with a first visit")
+
+    def _answers(self, service: str) -> bool:
+        try:
+            return self.http.get(f"{service_url(service)}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 if __name__ == "__main__":
