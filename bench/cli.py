@@ -19,7 +19,7 @@ from bench.infra import STOP, Infra, Spy, dump_json, machine_facts
 from bench.report import Figure, print_table
 from shared.settings import REPO_ROOT
 
-PARTS = ("commands", "relay", "roundtrip")
+PARTS = ("commands", "relay", "roundtrip", "followup")
 console = Console(width=170, stderr=True)
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -39,7 +39,7 @@ def _term_as_interrupt(signum: int, frame: Any) -> None:
 
 @app.command()
 def main(
-    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: commands,relay,roundtrip")] = ",".join(PARTS),
+    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: " + ",".join(PARTS))] = ",".join(PARTS),
     clients: Annotated[str, typer.Option(envvar="BENCH_CLIENTS", help="concurrency levels of part 1")] = "1,8,32",
     warmup: Annotated[float, typer.Option(envvar="BENCH_WARMUP", help="seconds not measured, per level")] = 2.0,
     duration: Annotated[float, typer.Option(envvar="BENCH_DURATION", help="measured seconds, per level and series")] = 8.0,
@@ -57,9 +57,17 @@ def main(
                                          help="part 1: also submit_project in-process (no HTTP), to explain it")] = True,
     profile: Annotated[bool, typer.Option(envvar="BENCH_PROFILE",
                                           help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
+    followup_dossiers: Annotated[int, typer.Option(envvar="BENCH_FOLLOWUP_DOSSIERS",
+                                                   help="part followup: dossiers in follow-up")] = 200,
+    followup_visits: Annotated[int, typer.Option(envvar="BENCH_FOLLOWUP_VISITS",
+                                                 help="part followup: visits logged per concurrency level")] = 1000,
+    followup_clients: Annotated[str, typer.Option(envvar="BENCH_FOLLOWUP_CLIENTS",
+                                                  help="part followup: concurrency levels")] = "1,8",
+    indicator_queries: Annotated[int, typer.Option(envvar="BENCH_INDICATOR_QUERIES",
+                                                   help="part followup: indicator queries per kind")] = 30,
     out: Annotated[Path, typer.Option(envvar="BENCH_OUT")] = REPO_ROOT / "var" / "bench" / "results.json",
 ) -> None:
-    """Measure the command path, the relay and the round trip; print the figures and their targets."""
+    """Measure the command path, the relay, the round trip and followup; print the figures and their targets."""
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _term_as_interrupt)
     signal.signal(signal.SIGINT, _term_as_interrupt)
@@ -74,7 +82,9 @@ def main(
     sizes = {"parts": chosen, "clients": _ints(clients), "warmup_s": warmup, "duration_s": duration,
              "relay_events": relay_events, "relay_repeats": relay_repeats, "roundtrips": roundtrips,
              "roundtrip_concurrency": roundtrip_concurrency, "roundtrips_concurrent": roundtrips_concurrent,
-             "poll_ms": poll_ms, "profile": profile, "layers": layers}
+             "poll_ms": poll_ms, "profile": profile, "layers": layers, "followup_dossiers": followup_dossiers,
+             "followup_visits": followup_visits, "followup_clients": _ints(followup_clients),
+             "indicator_queries": indicator_queries}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -119,6 +129,14 @@ def main(
                                            spy=Spy(profile))
                 figures.extend(f)
                 details["roundtrip"] = d
+                save("partial")
+            if "followup" in chosen:
+                from bench import followup
+
+                f, d = await followup.run(infra, stack, dossiers=followup_dossiers, visits=followup_visits,
+                                          levels=_ints(followup_clients), queries=indicator_queries, log=_log)
+                figures.extend(f)
+                details["followup"] = d
 
     status = "complete"
     try:

@@ -6,7 +6,6 @@ accepts depend on the day, and the tests choose it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import IntegrityError
 from sqlalchemy import select
 
@@ -211,7 +211,7 @@ class FollowupApplication(ServiceApplication):
         histories: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         with engine.connect() as conn:
             for project_id, kind, data in conn.execute(query.order_by(facts.c.project_id, facts.c.version)):
-                histories[project_id].append((kind, json.loads(data)))
+                histories[project_id].append((kind, orjson.loads(data)))
         dossiers = [indicators.fold(events) for events in histories.values()]
         result = indicators.compute(dossiers, moment.date())
         return {"as_of": moment.isoformat(), "country": country, "year": year, "partner_id": partner_id, **result}

@@ -74,8 +74,8 @@ class Dossier:
         elif kind == "SurveyRecorded":
             self.survey_status = data["business_status"]
 
-    def planned_visit(self, number: int) -> dict[str, Any] | None:
-        return next((v for v in self.visits.values() if v["visit_number"] == number), None)
+    def visits_by_number(self) -> dict[int, dict[str, Any]]:
+        return {v["visit_number"]: v for v in self.visits.values() if v["visit_number"] is not None}
 
 
 def _moment(value: str) -> datetime:
@@ -106,8 +106,9 @@ def compute(dossiers: Iterable[Dossier], as_of: date) -> dict[str, Any]:
     due = done = on_time = overdue = 0
     active_at: dict[int, list[bool]] = {m: [] for m in MONTHS_ACTIVE_AT}
     for d in followed:
+        logged = d.visits_by_number()
         for planned in d.plan:
-            visit = d.planned_visit(planned["number"])
+            visit = logged.get(planned["number"])
             if visit is not None:
                 done += 1
                 on_time += bool(visit["on_time"])
