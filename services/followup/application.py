@@ -197,7 +197,8 @@ class FollowupApplication(ServiceApplication):
         `year` is the cohort: the year the follow-up opened (the first tranche was paid).
         """
         engine = self._read_models().engine
-        moment = as_of or datetime.now(timezone.utc)
+        # In UTC: SQLite keeps the events' times without their offset (they are all UTC).
+        moment = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc)
         query = select(facts.c.project_id, facts.c.kind, facts.c.data).where(facts.c.at <= moment)
         chosen = select(followups.c.project_id)
         if country:
