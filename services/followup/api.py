@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import select
 
 from services.followup.application import FollowupApplication
-from services.followup.domain import MAX_JOBS, BusinessStatus, FollowUp, Outcome, RevenueBand, VisitReport
+from services.followup.domain import MAX_JOBS, BusinessStatus, FollowUp, Outcome, RevenueBand, Stage, VisitReport
 from services.followup.projections import followups
 from shared.auth import Principal, Role, requires
 from shared.domain import NotFound
@@ -45,9 +45,9 @@ class JobsCount(Strict):
 
 
 class Visit(Strict):
-    visit_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$",
-                          description="the id the device gave the visit (its idempotency key): "
-                                      "sending the same visit again records it once")
+    visit_id: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$",
+                                 description="the id the device gave the visit (its idempotency key): sending "
+                                             "the same visit again records it once. Absent: the service gives one")
     visited_on: date = Field(description="the day the visit happened (it may be sent days later)")
     business_status: BusinessStatus
     jobs: JobsCount
@@ -200,7 +200,7 @@ def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
     outcome, and the timeline of its events. 404 until the first tranche is paid."""
     followup, timeline = app.load_with_timeline(FollowUp, project_id, "follow-up")
     own = who.partner_scope
-    if followup.stage == "awaiting_funds" or (own is not None and not followup.assigned_to(own)):
+    if followup.stage == Stage.awaiting_funds or (own is not None and not followup.assigned_to(own)):
         raise NotFound("follow-up", project_id)
     today = app.today().isoformat()
     done = {v["visit_number"] for v in followup.visits.values()}
@@ -243,10 +243,11 @@ def launch(project_id: UUID, body: Launch, app: App, who: FieldWorker) -> Follow
 def log_visit(project_id: UUID, body: Visit, app: App, who: FieldWorker, response: Response) -> VisitAnswer:
     """Log a follow-up visit, possibly days after it happened (offline devices send `visit_id`)."""
     _own(app, project_id, who)
-    followup, result = app.log_visit(project_id, body.visit_id, body.report())
+    visit_id = body.visit_id or f"service:{uuid4()}"
+    followup, result = app.log_visit(project_id, visit_id, body.report())
     response.status_code = {"logged": 201, "duplicate": 200, "conflict": 202}[result]
     return VisitAnswer(project_id=followup.id, stage=followup.stage, version=followup.version,
-                       visit_id=body.visit_id, result=result, open_alert=followup.open_alert)  # type: ignore[arg-type]
+                       visit_id=visit_id, result=result, open_alert=followup.open_alert)  # type: ignore[arg-type]
 
 
 @commands.post("/followups/{project_id}/visits/{visit_id}/resolution", response_model=FollowUpState)

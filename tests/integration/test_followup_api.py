@@ -301,6 +301,12 @@ def test_an_offline_visit_sent_twice_is_recorded_once_and_two_versions_make_a_co
     assert again.status_code == 200 and again.json()["result"] == "duplicate"
     assert service.written() == written
 
+    # Without a device id the service gives one: the visit is a new one each time.
+    online = {k: v for k, v in visit("-", "2026-03-15").items() if k != "visit_id"}
+    given = service.post(project_id, "visits", online)
+    assert given.status_code == 201 and given.json()["visit_id"].startswith("service:")
+    written = service.written()
+
     other = service.post(project_id, "visits", {**body, "jobs": {"paid": 5, "family": 1}})
     assert other.status_code == 202 and other.json()["result"] == "conflict"
     shown = service.get(project_id).json()

@@ -292,10 +292,13 @@ def test_indicators_fold_the_events_of_each_dossier():
     first.log_visit("a", report(date(2025, 12, 1)), today=date(2025, 12, 1))
     first.log_visit("b", report(date(2026, 5, 20), "in_difficulty"), today=date(2026, 5, 20))
     first.log_visit("c", report(date(2026, 11, 1), paid=3, family=1), today=date(2026, 11, 1))
+    first.record_survey(report(date(2027, 11, 2), "closed"), today=date(2027, 11, 2))
     second = launched()  # due 2026-03-01, 05-01, 08-01, 11-01, 2027-02-01; nothing visited
     never = FollowUp(project_id=uuid.uuid4())  # known, never financed: not followed
     never.note_submission("SN", "2025-03-01T10:00:00Z", 1, 1)
     dossiers = [indicators.fold(_history(f, f.collect_events())) for f in (first, second, never)]
+    result = indicators.compute(dossiers, date(2027, 12, 1))
+    assert result["active_at_months"]["24"] == {"observed": 1, "active": 0, "share": 0.0}
     result = indicators.compute(dossiers, date(2026, 12, 1))
     assert result["dossiers_followed"] == 2 and result["follow_ups_completed"] == 1
     assert result["visits"] == {"due": 7, "done": 3, "done_on_time": 2, "overdue": 4,
