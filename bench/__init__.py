@@ -10,4 +10,5 @@ their targets; the figures also go to `var/bench/results.json`.
    process) beside the library's raw save rate on the same server.
 2. `bench.relay`     `shared.relay.Relay` beside raw aiokafka produce of the same records.
 3. `bench.roundtrip` ProjectSubmitted -> PartnersRecorded through intake, Kafka and partners.
+5. `bench.followup`  followup's visit logging throughput and indicator query latency.
 """

@@ -1,4 +1,4 @@
-"""Part 5: the auditor's replay-and-verify beside raw aiokafka consumption of the same topics.
+"""Part 6: the auditor's replay-and-verify beside raw aiokafka consumption of the same topics.
 
 K events (default 1,000,000) are written straight to the four services' topics of a
 fresh prefix as the relays write them: CloudEvents with `sequence` and `leafhash`,
@@ -35,7 +35,7 @@ from shared.merkle import CompactTree
 from shared.relay import producer
 from shared.topics import CHECKPOINTS_TOPIC, SERVICES, event_topic
 
-PART = "5 audit"
+PART = "6 audit"
 TARGET_PCT = 50.0
 TARGET_SECONDS_PER_MILLION = 60.0
 CHECKPOINT_EVERY = 1000

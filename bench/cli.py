@@ -19,7 +19,7 @@ from bench.infra import STOP, Infra, Spy, dump_json, machine_facts
 from bench.report import Figure, print_table
 from shared.settings import REPO_ROOT
 
-PARTS = ("commands", "relay", "roundtrip", "decisions", "audit")
+PARTS = ("commands", "relay", "roundtrip", "decisions", "followup", "audit")
 console = Console(width=170, stderr=True)
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -39,7 +39,7 @@ def _term_as_interrupt(signum: int, frame: Any) -> None:
 
 @app.command()
 def main(
-    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: commands,relay,roundtrip,decisions,audit")] = ",".join(PARTS),
+    parts: Annotated[str, typer.Option(envvar="BENCH_PARTS", help="comma-separated: " + ",".join(PARTS))] = ",".join(PARTS),
     clients: Annotated[str, typer.Option(envvar="BENCH_CLIENTS", help="concurrency levels of part 1")] = "1,8,32",
     warmup: Annotated[float, typer.Option(envvar="BENCH_WARMUP", help="seconds not measured, per level")] = 2.0,
     duration: Annotated[float, typer.Option(envvar="BENCH_DURATION", help="measured seconds, per level and series")] = 8.0,
@@ -63,9 +63,17 @@ def main(
                                           help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
     audit_events: Annotated[int, typer.Option(envvar="BENCH_AUDIT_EVENTS",
                                               help="events of the audit part (its replay), over the 4 logs")] = 1_000_000,
+    followup_dossiers: Annotated[int, typer.Option(envvar="BENCH_FOLLOWUP_DOSSIERS",
+                                                   help="part followup: dossiers in follow-up")] = 200,
+    followup_visits: Annotated[int, typer.Option(envvar="BENCH_FOLLOWUP_VISITS",
+                                                 help="part followup: visits logged per concurrency level")] = 1000,
+    followup_clients: Annotated[str, typer.Option(envvar="BENCH_FOLLOWUP_CLIENTS",
+                                                  help="part followup: concurrency levels")] = "1,8",
+    indicator_queries: Annotated[int, typer.Option(envvar="BENCH_INDICATOR_QUERIES",
+                                                   help="part followup: indicator queries per kind")] = 30,
     out: Annotated[Path, typer.Option(envvar="BENCH_OUT")] = REPO_ROOT / "var" / "bench" / "results.json",
 ) -> None:
-    """Measure the command path, the relay, the round trip and financing decisions; print the figures."""
+    """Measure the command path, the relay, the round trip, decisions, follow-up and the audit; print the figures."""
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _term_as_interrupt)
     signal.signal(signal.SIGINT, _term_as_interrupt)
@@ -81,7 +89,9 @@ def main(
              "relay_events": relay_events, "relay_repeats": relay_repeats, "roundtrips": roundtrips,
              "roundtrip_concurrency": roundtrip_concurrency, "roundtrips_concurrent": roundtrips_concurrent,
              "poll_ms": poll_ms, "profile": profile, "layers": layers, "decisions": decisions,
-             "decision_clients": _ints(decision_clients), "audit_events": audit_events}
+             "decision_clients": _ints(decision_clients), "followup_dossiers": followup_dossiers,
+             "followup_visits": followup_visits, "followup_clients": _ints(followup_clients),
+             "indicator_queries": indicator_queries, "audit_events": audit_events}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -134,6 +144,14 @@ def main(
                                                 log=_log)
                 figures.extend(f)
                 details["decisions"] = d
+                save("partial")
+            if "followup" in chosen:
+                from bench import followup
+
+                f, d = await followup.run(infra, stack, dossiers=followup_dossiers, visits=followup_visits,
+                                          levels=_ints(followup_clients), queries=indicator_queries, log=_log)
+                figures.extend(f)
+                details["followup"] = d
                 save("partial")
             if "audit" in chosen:
                 from bench import audit

@@ -46,7 +46,7 @@ SERVICES: list[tuple[str, str, int]] = [
     ("intake", "services.intake.main", 8001),
     ("partners", "services.partners.main", 8002),
     ("funding", "services.funding.main", 8003),
-    # ("followup", "services.followup.main", 8004),
+    ("followup", "services.followup.main", 8004),
     ("audit", "services.audit.main", 8005),
 ]
 

@@ -5,7 +5,8 @@ structures in French regions, local operators in a few countries, a dozen
 dossiers; then waits until the dossiers are assigned through Kafka and takes a
 few of them further: through the feasibility study (funding awards its grant)
 to the committee, where two are financed with four eyes (one of them has its
-first tranche paid and reconciled) and one is deferred. Every request carries a stable Idempotency-Key,
+first tranche paid and reconciled) and one is deferred; the businesses whose
+first tranche was paid are launched and visited (followup). Every request carries a stable Idempotency-Key,
 so seeding twice (a second `make run` on the same var/) writes nothing new.
 
     python -m deploy.seed
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import date
 from typing import Any
 
 import httpx
@@ -120,6 +122,7 @@ class Seeder:
                 self.advance(dossiers[i])
         self.committee([ids[i] for i in FINANCE], [ids[i] for i in FINANCE_AND_PAY], [ids[i] for i in DEFER])
         self.wait_for_intake([ids[i] for i in FINANCE + FINANCE_AND_PAY + DEFER], ("financed", "deferred"))
+        self.follow_up(ids)
         self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
         self.show_envelopes()
         return 0
@@ -262,6 +265,49 @@ class Seeder:
             table.add_row(d["reference"], d["country"], d["french_region"], d["status"],
                           names.get(d["support_structure_id"], "-"), names.get(d["local_operator_id"], "-"), note)
         console.print(table)
+
+    # --- followup ---------------------------------------------------------------------------------
+
+    def follow_up(self, ids: list[str], timeout: float = 60) -> None:
+        """Launch the businesses whose first tranche funding paid, and log a first visit of each.
+
+        Follow-ups open only on funding's FundsDisbursed, so this takes the dossiers funding
+        financed; without funding running there is none, and it says so. The first business
+        is found active, the second in difficulty: its alert suspends the next tranche.
+        """
+        if not self._answers("funding") or not self._answers("followup"):
+            console.print("[dim]follow-up demo skipped: it follows the dossiers funding pays (funding and "
+                          "followup must both run)[/dim]")
+            return
+        officer = {"Authorization": f"Bearer {issue_token(Settings(), 'followup_officer', sub='demo-followup')}"}
+        deadline = time.monotonic() + timeout
+        opened: list[str] = []
+        while time.monotonic() < deadline:
+            opened = [i for i in ids if self.http.get(f"{service_url('followup')}/v1/followups/{i}",
+                                                     headers=officer).status_code == 200]
+            if opened:
+                break
+            time.sleep(0.5)
+        today = date.today().isoformat()
+        for n, project_id in enumerate(opened):
+            url, key = f"{service_url('followup')}/v1/followups/{project_id}", f"seed-followup-{project_id}"
+            self.http.post(f"{url}/launch", headers={**officer, "Idempotency-Key": f"{key}-launch"}, json={
+                "launched_on": today, "legal_form": "entreprise individuelle", "registration": f"RC-DEMO-{n + 1:04d}",
+                "initial_jobs": 1, "own_contribution_cents": 100_000})
+            status = "active" if n % 2 == 0 else "in_difficulty"
+            self.http.post(f"{url}/visits", headers={**officer, "Idempotency-Key": f"{key}-visit-1"}, json={
+                "visit_id": f"demo-{project_id}-1", "visited_on": today, "business_status": status,
+                "jobs": {"paid": 2, "family": 1}, "revenue_band": "150_to_500",
+                "observations": "Activité démarrée, premiers clients." if status == "active"
+                else "Fournisseur défaillant, stock insuffisant.",
+                "recommendations": "Tenir un cahier de caisse."})
+        console.print(f"follow-up: {len(opened)} business(es) launched with a first visit")
+
+    def _answers(self, service: str) -> bool:
+        try:
+            return self.http.get(f"{service_url(service)}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 if __name__ == "__main__":

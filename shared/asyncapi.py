@@ -30,6 +30,7 @@ SERVICES = {
     "intake": "services.intake.domain",
     "partners": "services.partners.domain",
     "funding": "services.funding.domain",
+    "followup": "services.followup.domain",
 }
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 

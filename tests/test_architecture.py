@@ -35,7 +35,7 @@ def imports(path: Path) -> set[str]:
 
 
 def test_there_are_services():
-    assert {"intake", "partners", "funding"} <= set(SERVICES)
+    assert {"intake", "partners", "funding", "followup", "audit"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -112,6 +112,12 @@ class IntakeApplication(ServiceApplication):
         if project.record_partners(support_structure_id, local_operator_id):
             self.save(project)
 
+    def record_followup(self, project_id: UUID) -> None:
+        """From the followup service: the dossier's business is in follow-up."""
+        project = self.get_project(project_id)
+        if project.record_followup():
+            self.save(project)
+
     def complete_skills_review(self, project_id: UUID, summary: str) -> Project:
         return self._change(project_id, "complete_skills_review", summary=summary)
 

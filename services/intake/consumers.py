@@ -13,7 +13,7 @@ from services.intake.domain import FinancingDecision
 from shared.envelope import CloudEvent
 from shared.topics import event_topic
 
-TOPICS = [event_topic("partners"), event_topic("funding")]
+TOPICS = [event_topic("partners"), event_topic("funding"), event_topic("followup")]
 
 _DECISIONS = {"FinancingApproved": FinancingDecision.approved, "FinancingDeferred": FinancingDecision.deferred,
               "FinancingRejected": FinancingDecision.rejected}
@@ -41,5 +41,7 @@ def handler(app: IntakeApplication):
             app.record_financing_decision(UUID(event.subject), _DECISIONS[event.name],
                                           event.data.get("amount_cents"), event.data["rule_version"],
                                           event.aggregateversion)
+        elif event.name == "FollowUpOpened":
+            app.record_followup(UUID(event.data["project_id"]))
 
     return handle

@@ -360,6 +360,24 @@ class Project(Aggregate):
         self.status = Status.closed
         self.closure_reason = reason
 
+    # --- follow-up -------------------------------------------------------------------
+
+    def record_followup(self) -> bool:
+        """The followup service opened the business's follow-up (its first tranche is paid).
+
+        False when there is nothing to record: already in follow-up, or ended meanwhile.
+        From `at_committee` too: funding's decision and followup's opening come on two
+        topics read side by side, so intake may learn of the opening first.
+        """
+        if self.status not in (Status.at_committee, Status.financed):
+            return False
+        self._followup_recorded()
+        return True
+
+    @event("FollowUpRecorded")
+    def _followup_recorded(self) -> None:
+        self.status = Status.in_followup
+
     # --- for duplicate detection -------------------------------------------------------
 
     @property

@@ -44,6 +44,7 @@ _STATUS_AFTER = {
     "ProjectSentToCommittee": "at_committee",
     "ProjectWithdrawn": "withdrawn",
     "ProjectClosed": "closed",
+    "FollowUpRecorded": "in_followup",
 }
 
 _STATUS_AFTER_DECISION = {"approved": "financed", "deferred": "deferred", "rejected": "rejected"}

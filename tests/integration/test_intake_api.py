@@ -269,3 +269,48 @@ def test_forgetting_a_person_erases_their_data_and_keeps_the_dossier(intake):
     assert again.status_code == 409 and again.json()["rule"] == "forget_once"
     assert intake.delete(f"/v1/persons/{uuid.uuid4()}", headers=admin, params=why).status_code == 404
     assert intake.app.state.runtime.app.recorder.find_data_key(person) is None, "the key went with PersonForgotten"
+
+
+def test_followups_opening_puts_the_dossier_in_follow_up_once(intake):
+    from datetime import datetime, timezone
+
+    from eventsourcing.persistence import Tracking
+
+    from services.intake import consumers
+    from shared.envelope import CloudEvent
+    from shared.store import processing
+
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    project_id = uuid.UUID(created["id"])
+    app = intake.app.state.runtime.app
+    app.record_partners(project_id, "support-1", "operator-1")
+    app.record_consent(project_id, ["funding"], [])
+    app.record_business_plan(project_id, [{"label": "stock", "amount_cents": 400_000}], 100_000, 2)
+    app.request_feasibility_study(project_id)
+    app.complete_feasibility_study(project_id, "feasible", "ok")
+    app.send_to_committee(project_id)
+    handle = consumers.handler(app)
+
+    def deliver(offset: int) -> None:
+        event = CloudEvent(
+            specversion="1.0", id=str(uuid.uuid4()), source="/passerelle/followup",
+            type="passerelle.followup.FollowUpOpened.v1", subject=str(project_id), time=datetime.now(timezone.utc),
+            data={"project_id": str(project_id), "opened_on": "2026-01-10", "visits": []}, sequence=offset,
+            aggregateversion=6, actor="service:followup", correlationid=str(project_id),
+            causationid=str(project_id), leafhash="0" * 64,
+        )
+        with processing(Tracking("followup.events:0", offset)) as state:
+            handle(event)
+            if not state.recorded:
+                app.save()
+
+    deliver(0)
+    written = stored_events(intake)
+    deliver(1)  # the same opening, redelivered under another offset: nothing new
+    assert stored_events(intake) == written
+    shown = intake.get(f"/v1/projects/{project_id}", headers=intake.officer).json()
+    assert shown["status"] == "in_followup"
+    assert shown["timeline"][-1]["type"] == "FollowUpRecorded"
+    intake.app.state.runtime.projector.catch_up()
+    listed = intake.get("/v1/projects", params={"status": "in_followup"}, headers=intake.officer).json()["items"]
+    assert [p["id"] for p in listed] == [str(project_id)]

@@ -16,7 +16,7 @@ from tests.integration.test_intake_api import body
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("service", ["intake", "partners"])
+@pytest.mark.parametrize("service", ["intake", "partners", "followup"])
 def test_migrations_give_exactly_the_declared_schema(service, make_settings):
     settings = make_settings(service)
     projections = importlib.import_module(f"services.{service}.projections")

@@ -272,3 +272,18 @@ def test_published_programme_rules_replace_the_default_ones():
     project.screen(rules, [])
     assert project.eligibility == {"eligible": False, "rule_version": "2027.1",
                                    "reasons": ["too_few_planned_jobs: 1 < 2"]}
+
+
+def test_a_dossier_at_committee_or_financed_goes_into_follow_up_once():
+    project = at_feasibility()
+    assert not project.record_followup()  # not sent to the committee yet: nothing to record
+    project.record_consent(["funding"], [])
+    project.complete_feasibility_study(Conclusion.feasible, "market exists")
+    project.send_to_committee()
+    project.collect_events()
+    assert project.record_followup()
+    assert project.status == Status.in_followup
+    assert names(project) == ["FollowUpRecorded"]
+    assert not project.record_followup()  # a redelivered FollowUpOpened
+    project.close(ClosureReason.success)
+    assert not project.record_followup()
