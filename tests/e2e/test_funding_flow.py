@@ -25,12 +25,13 @@ def wait_until(probe, what: str, timeout: float = 60.0):
         time.sleep(0.2)
 
 
-def test_rules_grant_committee_and_approval_across_processes(start_service):
+def test_rules_grant_committee_approval_tranches_and_follow_up_across_processes(start_service):
     intake = start_service("intake")
     partners = start_service("partners")
     worker = start_service("funding", role="worker")
     funding = start_service("funding", role="api", like=worker)
-    for service in (intake, partners, worker, funding):
+    followup = start_service("followup")
+    for service in (intake, partners, worker, funding, followup):
         service.wait_ready()
     # All services of a test share one topic prefix and key directory (make_settings).
     staff = bearer(intake.settings, "intake_officer", sub="ines")
@@ -86,7 +87,63 @@ def test_rules_grant_committee_and_approval_across_processes(start_service):
                                              headers=officer).json()["items"] if d["kind"] == "FinancingApproved"],
                "the approval in the ledger")
 
+    the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, funding, followup, project_id)
     check_the_auditors_ledger(funding, project_id, envelope["id"])
+
+
+def the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, funding, followup,
+                                                                       project_id: str) -> None:
+    """Funding and followup over Kafka: FundsDisbursed opens the plan; a visit finding the business in
+    difficulty raises an alert that suspends the next tranche until a later visit resolves it (issue 4)."""
+    from datetime import timedelta
+
+    officer = bearer(funding.settings, "funding_officer", sub="olga")
+    field = bearer(followup.settings, "followup_officer", sub="fatou")
+    staff = bearer(intake.settings, "intake_officer", sub="ines")
+    base = f"{funding.url}/v1/financing/{project_id}"
+
+    def financing() -> dict:
+        return httpx.get(base, headers=officer).json()
+
+    signed = httpx.post(f"{base}/agreement", headers=officer, json={"signed_on": "2026-06-01"})
+    assert signed.status_code == 200, signed.text
+    first, second = [t["amount_cents"] for t in signed.json()["tranches"]][:2]
+    paid = httpx.post(f"{base}/tranches", headers=officer, json={
+        "amount_cents": first, "payee": "operator:thies", "payment_reference": "VIR-1"})
+    assert paid.status_code == 200, paid.text
+
+    followed = wait_until(lambda: (r := httpx.get(f"{followup.url}/v1/followups/{project_id}", headers=field)
+                                   ).status_code == 200 and r.json(), "the follow-up opened by the first tranche")
+    assert followed["plan"], followed
+    wait_until(lambda: httpx.get(f"{intake.url}/v1/projects/{project_id}", headers=staff).json()["status"]
+               == "in_followup", "intake to show the dossier in follow-up")
+    today = datetime.now(timezone.utc).date()
+    launched = httpx.post(f"{followup.url}/v1/followups/{project_id}/launch", headers=field, json={
+        "launched_on": (today - timedelta(days=40)).isoformat(), "legal_form": "GIE", "registration": "RC-1",
+        "initial_jobs": 1})
+    assert launched.status_code == 200, launched.text
+
+    def visit(visit_id: str, days_ago: int, status: str) -> None:
+        r = httpx.post(f"{followup.url}/v1/followups/{project_id}/visits", headers=field, json={
+            "visit_id": visit_id, "visited_on": (today - timedelta(days=days_ago)).isoformat(),
+            "business_status": status, "jobs": {"paid": 1, "family": 1}, "revenue_band": "under_150",
+            "observations": "visite", "recommendations": ""})
+        assert r.status_code == 201, r.text
+
+    visit("field:1", 8, "in_difficulty")
+    wait_until(lambda: financing()["suspended"], "funding to suspend the tranches on the alert")
+    for step in ("evidence", "reconciliation"):
+        body = {"items": [{"label": "factures", "amount_cents": first}]} if step == "evidence" else None
+        assert httpx.post(f"{base}/tranches/1/{step}", headers=officer, json=body).status_code == 200
+    held = httpx.post(f"{base}/tranches", headers=officer, json={
+        "amount_cents": second, "payee": "operator:thies", "payment_reference": "VIR-2"})
+    assert held.status_code == 409 and held.json()["rule"] == "disbursement_not_suspended", held.text
+
+    visit("field:2", 1, "active")
+    wait_until(lambda: not financing()["suspended"], "funding to resume once the alert is resolved")
+    paid = httpx.post(f"{base}/tranches", headers=officer, json={
+        "amount_cents": second, "payee": "operator:thies", "payment_reference": "VIR-2"})
+    assert paid.status_code == 200, paid.text
 
 
 def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> None:
@@ -116,7 +173,7 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> Non
         assert approval["decided_by"] == "user:anna" and approval["envelope_id"] == envelope_id
         envelope = next(e for e in rebuilt["envelopes"] if e["id"] == envelope_id)
         kept = httpx.get(f"{funding.url}/v1/envelopes/{envelope_id}", headers=bearer(settings, "auditor")).json()
-        assert envelope["reserved_cents"] == 600_000
+        assert envelope["disbursed_cents"] > 0 and envelope["reserved_cents"] > 0  # two tranches paid, one to go
         for total in ("allocated_cents", "reserved_cents", "disbursed_cents", "available_cents"):
             assert envelope[total] == kept[total], (total, envelope, kept)
         comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(settings, None)))
