@@ -10,8 +10,9 @@ after its events are acknowledged, so they are on Kafka before it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -53,21 +54,27 @@ class Replay:
                 log.exception("audit replay failed; starting again from offset 0 in 1 s")
                 await asyncio.sleep(1.0)
 
-    def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
-
-    async def replay_once(self, progress: Callable[[dict[str, tuple[int, int]]], None] | None = None) -> None:
-        """Read every topic up to where it ends now, then settle and return (the command line).
-        `progress` gets, per topic, (records read, records to read)."""
-        consumer = self._consumer()
+    @contextlib.asynccontextmanager
+    async def _from_the_start(self) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+        """A consumer of every partition, at offset 0, and the audit's state forgotten."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             partitions = await self._partitions()
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             self.app.reset()
+            self.processed = 0
+            yield consumer, partitions
+        finally:
+            await consumer.stop()
+
+    async def replay_once(self, progress: Callable[[dict[str, tuple[int, int]]], None] | None = None) -> None:
+        """Read every topic up to where it ends now, then settle and return (the command line).
+        `progress` gets, per topic, (records read, records to read)."""
+        async with self._from_the_start() as (consumer, partitions):
             starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
             while True:
                 positions = {tp: await consumer.position(tp) for tp in partitions}
@@ -83,33 +90,25 @@ class Replay:
                 if batches:
                     await asyncio.to_thread(self._apply, batches)
             await asyncio.to_thread(self.app.settle)
-        finally:
-            await consumer.stop()
 
     async def _replay(self, stop: asyncio.Event) -> None:
-        consumer = self._consumer()
-        await consumer.start()
-        try:
-            partitions = await self._partitions()
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            self.app.reset()
-            self.processed, self.running = 0, True
+        async with self._from_the_start() as (consumer, partitions):
+            self.running = True
             self.caught_up.clear()
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
-                if batches:
-                    await asyncio.to_thread(self._apply, batches)
-                    continue
-                ends = await consumer.end_offsets(partitions)
-                for tp in partitions:
-                    self.lag_by_partition[f"{tp.topic}:{tp.partition}"] = max(0, ends[tp] - await consumer.position(tp))
-                if self.lag == 0:
-                    await asyncio.to_thread(self.app.settle)
-                    self.caught_up.set()
-        finally:
-            self.running = False
-            await consumer.stop()
+            try:
+                while not stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
+                    if batches:
+                        await asyncio.to_thread(self._apply, batches)
+                        continue
+                    ends = await consumer.end_offsets(partitions)
+                    for tp in partitions:
+                        self.lag_by_partition[f"{tp.topic}:{tp.partition}"] = max(0, ends[tp] - await consumer.position(tp))
+                    if self.lag == 0:
+                        await asyncio.to_thread(self.app.settle)
+                        self.caught_up.set()
+            finally:
+                self.running = False
 
     async def _partitions(self) -> list[TopicPartition]:
         """Every partition of the topics the broker has (a service not started yet has none)."""

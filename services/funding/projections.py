@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, Integer, String, Table, Text, update
 
+from shared import ledger
 from shared.projections import Projection, views_metadata
 from shared.store import event_metadata
 
@@ -48,16 +49,8 @@ envelopes = Table(
     Index("ix_envelopes_v1_year", "year", "scope"),
 )
 
-# The events that are decisions on public money (or on the rules and budgets they answer to).
-LEDGER = {
-    "ProgrammeRulesPublished", "EnvelopeOpened", "EnvelopeAdjusted",
-    "FeasibilityGrantAwarded", "FeasibilityGrantRejected",
-    "FinancingProposed", "FinancingApproved", "FinancingDeferred", "FinancingRejected",
-    "AgreementSigned", "OperatorFeesCommitted", "FundsDisbursed", "TrancheReconciled",
-    "DisbursementSuspended", "DisbursementResumed", "FinancingEnded", "ReturnAidGranted",
-}
-_COLUMNS = {"amount_cents", "rule_version", "justification", "envelope_id"}
-_NOT_DETAILS = _COLUMNS | {"originator_id", "originator_version", "timestamp", "_meta", "countries", "return_aid"}
+_NOT_DETAILS = {"amount_cents", "rule_version", "justification", "envelope_id", "originator_id",
+                "originator_version", "timestamp", "_meta", "countries", "return_aid"}
 
 
 def _plain(value: Any) -> Any:
@@ -65,33 +58,22 @@ def _plain(value: Any) -> Any:
 
 
 class Ledger(Projection):
+    """Every decision on public money, made into an entry by the rule the audit also rebuilds it by
+    from Kafka (`shared.ledger`)."""
+
     name = "decisions_v1"
     tables = (decisions,)
 
     def apply(self, conn: Connection, e: Any) -> None:
-        kind = type(e).__name__
-        if kind not in LEDGER:
-            return
         state = vars(e)
         meta = event_metadata(e)
-        aggregate = type(e).__qualname__.split(".")[0]
-        envelope_id = state.get("envelope_id")
-        amount = state.get("amount_cents")
-        if aggregate == "Envelope":
-            envelope_id = str(e.originator_id)
-        if aggregate == "Dossier" and kind == "TrancheReconciled":
-            amount = state.get("disbursed_cents")
-        if kind == "FinancingEnded":
-            amount = state.get("released_cents")
+        entry = ledger.entry(type(e).__name__, str(e.originator_id), e.originator_version, state, meta.get("actor"),
+                             e.timestamp, meta.get("codeversion"))
+        if entry is None:
+            return
         conn.execute(decisions.insert().values(
-            id=f"{e.originator_id}/{e.originator_version}", kind=kind,
-            project_id=str(e.originator_id) if aggregate == "Dossier" else None,
-            envelope_id=envelope_id, amount_cents=amount,
-            decided_by=meta.get("actor") or "service:funding", decided_at=e.timestamp,
-            rule_version=state.get("version") if kind == "ProgrammeRulesPublished" else state.get("rule_version"),
-            justification=state.get("justification") or state.get("reason"),
+            **entry,
             details=json.dumps(_plain({k: v for k, v in state.items() if k not in _NOT_DETAILS}), sort_keys=True),
-            code_version=meta.get("codeversion"),
         ))
 
 

@@ -89,6 +89,24 @@ def test_rules_grant_committee_approval_tranches_and_follow_up_across_processes(
 
     the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, funding, followup, project_id)
     check_the_auditors_ledger(funding, project_id, envelope["id"])
+    every_record_keeps_the_contract(funding.settings)
+
+
+def every_record_keeps_the_contract(settings) -> None:
+    """Every record the four services published in this flow is valid against asyncapi.yaml (issue 5 §7)."""
+    import asyncio
+
+    from tests.contract import validate_record
+    from tests.integration.kafka_tools import read_all
+
+    seen = set()
+    for service in ("intake", "partners", "funding", "followup"):
+        for record in asyncio.run(read_all(settings.kafka_bootstrap_servers, settings.topic(f"{service}.events"), 1)):
+            seen.add(validate_record(record.value))
+    for expected in ("passerelle.funding.FinancingApproved.v1", "passerelle.funding.FundsDisbursed.v1",
+                     "passerelle.followup.FollowUpOpened.v1", "passerelle.followup.AlertRaised.v1",
+                     "passerelle.intake.FinancingDecisionRecorded.v1", "passerelle.partners.PartnersAssigned.v1"):
+        assert expected in seen, (expected, sorted(seen))
 
 
 def the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, funding, followup,
@@ -184,6 +202,9 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> Non
         assert "FinancingApproved" not in [d["kind"] for d in then["decisions"]]
         assert auditor.compare_ledger(then, asyncio.run(funding_ledger(settings, before)))["matches"]
 
+        # The auditor's command line exports the same ledger, as CSV and JSON.
+        export_the_ledger(funding, approval)
+
         # A decision that disappears from funding's own ledger is named.
         with psycopg.connect(dbname=funding.settings.database_name, autocommit=True, **POSTGRES) as conn:
             conn.execute("DELETE FROM decisions_v1 WHERE id = %s", (approval["id"],))
@@ -191,3 +212,29 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> Non
         assert not comparison["matches"] and comparison["only_on_kafka"] == [approval["id"]]
     finally:
         os.environ.pop("PASSERELLE_FUNDING_URL", None)
+
+
+def export_the_ledger(funding, approval: dict) -> None:
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    out = Path(tempfile.mkdtemp())
+    env = {**os.environ, "PASSERELLE_DATA_DIR": str(funding.settings.data_dir),
+           "PASSERELLE_TOPIC_PREFIX": funding.settings.topic_prefix,
+           "KAFKA_BOOTSTRAP_SERVERS": funding.settings.kafka_bootstrap_servers}
+    now = subprocess.run([sys.executable, "-m", "services.audit.cli", "--out", str(out)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert now.returncode == 0, now.stdout + now.stderr  # every log verifies
+    rows = list(csv.DictReader(open(out / "ledger.csv")))
+    assert approval["id"] in [r["id"] for r in rows]
+    assert next(r for r in rows if r["id"] == approval["id"])["decided_by"] == "user:anna"
+    assert json.loads((out / "ledger.json").read_text())["envelopes"]
+    long_ago = subprocess.run([sys.executable, "-m", "services.audit.cli", "--out", str(out), "--as-of", "2020-01-01"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert long_ago.returncode == 0, long_ago.stdout + long_ago.stderr
+    assert list(csv.DictReader(open(out / "ledger.csv"))) == []
