@@ -266,54 +266,54 @@ class PartnerFeed:
 
     async def _run(self, stop: asyncio.Event) -> None:
         kafka = self.settings.kafka_client_options()
+        admin = AIOKafkaAdminClient(**kafka)
         producer = AIOKafkaProducer(**kafka, transactional_id=self.transactional_id, acks="all", linger_ms=5)
         consumer = AIOKafkaConsumer(**kafka, group_id=self.group_id, enable_auto_commit=False,
                                     isolation_level="read_committed", auto_offset_reset="earliest")
         try:
+            await admin.start()
             # Starting the producer fences an earlier instance and completes (aborts) its open
             # transaction: only then are the committed offsets the truth to resume from.
             await producer.start()
             await consumer.start()
-            consumer.assign(await self._partitions(consumer))
+            consumer.assign(await self._partitions(admin))
             self.running = True
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.max_records)
                 if batches:
-                    await self._feed(producer, batches)
+                    await self._feed(admin, producer, batches)
         finally:
             self.running = False
             await consumer.stop()
             await producer.stop()
+            await admin.close()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    async def _partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
+        """Every partition of the upstream topics: one job reads them all, no group rebalancing."""
         partitions = []
-        for topic in self.topics:
-            for _ in range(50):  # metadata of a topic created a moment ago may lag
-                found = consumer.partitions_for_topic(topic)
-                if found:
-                    break
-                await consumer.topics()  # refreshes the metadata
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(f"topic {topic} has no partitions")
-            partitions += [TopicPartition(topic, p) for p in sorted(found)]
-        return partitions
+        for topic in await admin.describe_topics(self.topics):
+            if topic["error_code"] != 0 or not topic["partitions"]:
+                raise RuntimeError(f"cannot read {topic['topic']} (error {topic['error_code']})")
+            partitions += [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
+        return sorted(partitions)
 
-    async def _feed(self, producer: AIOKafkaProducer, batches: dict[TopicPartition, list[Any]]) -> None:
+    async def _feed(self, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer,
+                    batches: dict[TopicPartition, list[Any]]) -> None:
         outgoing = await asyncio.to_thread(self.transform, [r for records in batches.values() for r in records])
-        await self._ensure_topics({topic for topic, _, _ in outgoing})
+        await self._ensure_topics(admin, {topic for topic, _, _ in outgoing})
         async with producer.transaction():
             acks = [await producer.send(topic, value=value, key=key,
                                         headers=[("content-type", CONTENT_TYPE.encode())])
                     for topic, key, value in outgoing]
+            await asyncio.gather(*acks)
             await self.before_commit(len(outgoing))
             await producer.send_offsets_to_transaction(
                 {tp: records[-1].offset + 1 for tp, records in batches.items()}, self.group_id)
-        await asyncio.gather(*acks)
         self.published += len(outgoing)
 
     async def before_commit(self, count: int) -> None:
-        """Called inside each transaction once its records are sent (a seam for the crash test)."""
+        """Called in each transaction once its records are on the broker, before the commit
+        (where the crash test stops a job dead)."""
 
     def transform(self, records: list[Any]) -> list[Outgoing]:
         """Blocking (reads partners' store): the partners' records of upstream records, in order."""
@@ -335,20 +335,12 @@ class PartnerFeed:
                                      minimised(event, share, role)))
         return outgoing
 
-    async def _ensure_topics(self, topics: set[str]) -> None:
+    async def _ensure_topics(self, admin: AIOKafkaAdminClient, topics: set[str]) -> None:
         """Partner topics are made on first use, kept forever like every event topic."""
-        missing = topics - self._partner_topics
-        if not missing:
-            return
-        admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
-        await admin.start()
-        try:
-            for topic in sorted(missing):
-                try:
-                    await admin.create_topics([NewTopic(topic, FEED_PARTITIONS, self.replication,
-                                                        topic_configs=FEED_TOPIC_CONFIG)])
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            await admin.close()
-        self._partner_topics |= missing
+        for topic in sorted(topics - self._partner_topics):
+            try:
+                await admin.create_topics([NewTopic(topic, FEED_PARTITIONS, self.replication,
+                                                    topic_configs=FEED_TOPIC_CONFIG)])
+            except TopicAlreadyExistsError:
+                pass
+            self._partner_topics.add(topic)
