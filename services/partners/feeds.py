@@ -10,12 +10,16 @@ source service's own order for that dossier).
 Who sees what
     An event about dossier D goes to partner P when, in partners' own store,
     D is assigned to P (as support structure or local operator) and the event
-    happened at or after both D's assignment was requested and P's feed was
-    enabled. The feed starts there: a dossier's submission and eligibility
-    come before its assignment (which carries the facts they established:
-    country, region, sector), and a partner enabling its feed late reads its
-    dossiers' past from the API. Deciding on the event's own time, not on when
+    happened at or after both D's assignment (PartnersAssigned) and P's feed
+    enablement. The feed starts there: a dossier's submission and eligibility
+    come before its assignment, whose request (sent as well) carries the facts
+    they established: country, region, sector; a partner enabling its feed
+    late reads its dossiers' past from the API. Deciding on the event's own time, not on when
     the job happens to read it, gives the same feed whatever the job's lag.
+    The one blind spot: an event happening while the assignment or the
+    enablement is being saved, that reaches the job before that save commits,
+    is left out (never sent twice). Times are the services' clocks: on one
+    host, one clock; in a cluster, keep them synchronised.
 
 Minimised
     Only the event types in `SHARED` are published, each with only the fields
@@ -48,7 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ProducerFenced, TopicAlreadyExistsError
 
-from services.partners.domain import Assignment, AssignmentStatus, Partner
+from services.partners.domain import Assignment, Partner
 from shared.envelope import CONTENT_TYPE, canonical_json
 from shared.settings import Settings
 from shared.topics import FOREVER, SERVICES, event_topic, partner_feed_topic
@@ -68,10 +72,15 @@ FEED_TOPIC_CONFIG = {"retention.ms": FOREVER, "retention.bytes": "-1", "cleanup.
 
 @dataclass(frozen=True)
 class Share:
-    """What of one event type a partner receives: these data fields, if it plays one of these roles."""
+    """What of one event type a partner receives: these data fields, if it plays one of these roles.
+
+    `before_assignment`: sent even though it happened before the dossier was assigned (the
+    assignment's own request, which says what the dossier is: country, region, sector).
+    """
 
     fields: tuple[str, ...]
     roles: frozenset[str] = BOTH
+    before_assignment: bool = False
 
 
 # "<service>.<EventName>" -> what partners receive of it. Anything else is never published.
@@ -90,7 +99,8 @@ SHARED: dict[str, Share] = {
     "intake.ProjectWithdrawn": Share(("previous_status",)),
     "intake.ProjectClosed": Share(("previous_status",)),
     # partners: the assignment itself
-    "partners.AssignmentRequested": Share(("project_id", "country", "french_region", "sector")),
+    "partners.AssignmentRequested": Share(("project_id", "country", "french_region", "sector"),
+                                          before_assignment=True),
     "partners.PartnersAssigned": Share(("project_id", "support_structure_id", "local_operator_id")),
     "partners.AssignmentEnded": Share(("project_id",)),
     # funding: decisions and money that concern the partners' work (no officers, payees, justifications)
@@ -177,13 +187,13 @@ class Audience:
         self._assigned: dict[str, tuple[datetime, list[tuple[str, str]]]] = {}
         self._enabled_at: dict[str, datetime] = {}
 
-    def of(self, dossier: str, happened_at: datetime) -> list[tuple[str, str]]:
+    def of(self, dossier: str, happened_at: datetime, before_assignment: bool = False) -> list[tuple[str, str]]:
         """(partner id, role) of every partner of the dossier whose feed covers an event at that time."""
         assignment = self._assignment(dossier)
         if assignment is None:
             return []
-        requested_at, partners = assignment
-        if happened_at < requested_at:
+        assigned_at, partners = assignment
+        if happened_at < assigned_at and not before_assignment:
             return []
         audience = []
         for partner_id, role in partners:
@@ -193,31 +203,28 @@ class Audience:
         return audience
 
     def _assignment(self, dossier: str) -> tuple[datetime, list[tuple[str, str]]] | None:
+        """When the dossier got its partners, and who they are; None while it has none."""
         if dossier in self._assigned:
             return self._assigned[dossier]
         try:
-            found = self.app.find(Assignment, UUID(dossier))
+            events = self.app.events.get(UUID(dossier))
         except ValueError:  # not a dossier id
             return None
-        if found is None or found.support_structure_id is None:
-            return None  # not (yet) assigned: ask again next time
-        if found.status not in (AssignmentStatus.assigned, AssignmentStatus.ended):
-            return None
-        partners = [(found.support_structure_id, SUPPORT_STRUCTURE), (found.local_operator_id, LOCAL_OPERATOR)]
-        self._assigned[dossier] = (found.created_on, partners)
-        return self._assigned[dossier]
+        for e in events:
+            if isinstance(e, Assignment.PartnersAssigned):
+                partners = [(e.support_structure_id, SUPPORT_STRUCTURE), (e.local_operator_id, LOCAL_OPERATOR)]
+                self._assigned[dossier] = (e.timestamp, partners)
+                return self._assigned[dossier]
+        return None  # not (yet) assigned: ask again next time
 
     def _feed_enabled_at(self, partner_id: str) -> datetime | None:
         if partner_id in self._enabled_at:
             return self._enabled_at[partner_id]
-        partner = self.app.find(Partner, UUID(partner_id))
-        if partner is None or not partner.feed_enabled:
-            return None
         for e in self.app.events.get(UUID(partner_id)):
-            if type(e).__name__ == "PartnerFeedEnabled":
+            if isinstance(e, Partner.PartnerFeedEnabled):
                 self._enabled_at[partner_id] = e.timestamp
                 return e.timestamp
-        return None
+        return None  # not (yet) enabled: ask again next time
 
 
 # A record for a partner's topic: (topic, key, value).
@@ -238,7 +245,6 @@ class PartnerFeed:
         self.transactional_id = self.group_id = settings.topic(FEED_NAME)
         self.max_records = max_records
         self.published = 0
-        self.running = False
         self._partner_topics: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -277,13 +283,11 @@ class PartnerFeed:
             await producer.start()
             await consumer.start()
             consumer.assign(await self._partitions(admin))
-            self.running = True
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.max_records)
                 if batches:
                     await self._feed(admin, producer, batches)
         finally:
-            self.running = False
             await consumer.stop()
             await producer.stop()
             await admin.close()
@@ -329,7 +333,7 @@ class PartnerFeed:
             if share is None:
                 continue
             dossier = dossier_of(event)
-            for partner_id, role in self.audience.of(dossier, _time(event["time"])):
+            for partner_id, role in self.audience.of(dossier, _time(event["time"]), share.before_assignment):
                 if role in share.roles:
                     outgoing.append((self.settings.topic(partner_feed_topic(partner_id)), dossier.encode(),
                                      minimised(event, share, role)))

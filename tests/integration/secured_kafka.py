@@ -1,8 +1,9 @@
 """A broker of the secured profile for the tests (SASL/SCRAM, the authorizer, ACLs), and its clients.
 
 Started through deploy/kafka.sh with KAFKA_SECURITY=sasl on its own ports (SECURED_KAFKA_PORT,
-SECURED_KAFKA_CONTROLLER_PORT: 59092/59093) and data directory, fresh passwords each time;
-always stopped by the fixture that starts it.
+SECURED_KAFKA_CONTROLLER_PORT: 59092/59093) and data directory (SECURED_KAFKA_DIR, default
+var/test-kafka-secured, wiped at each start), with fresh passwords each time. The fixture that
+starts it stops it; deploy/test.sh stops it too, should pytest itself be killed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,11 +27,12 @@ from shared.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 PORT = int(os.environ.get("SECURED_KAFKA_PORT", "59092"))
 CONTROLLER_PORT = int(os.environ.get("SECURED_KAFKA_CONTROLLER_PORT", "59093"))
+DATA_DIR = Path(os.environ.get("SECURED_KAFKA_DIR", REPO / "var" / "test-kafka-secured"))
 
 
 @dataclass
 class SecuredKafka:
-    data_dir: Path
+    data_dir: Path = DATA_DIR
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     passwords: dict[str, str] = field(default_factory=dict)
 
@@ -44,6 +47,9 @@ class SecuredKafka:
         subprocess.run([str(REPO / "deploy" / "kafka.sh"), command], env=env, check=True, timeout=120)
 
     def start(self) -> None:
+        """A fresh broker: a leftover one (from a killed run) is stopped and its data wiped."""
+        self._kafka_sh("stop")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
         self._kafka_sh("start")
 
     def stop(self) -> None:

@@ -54,8 +54,8 @@ SECRETS = ("Mamadou", "06 12 34 56 78", "v1.c2VjcmV0", "user:ana", "user:bob", "
 
 
 @pytest.fixture(scope="module")
-def secured_kafka(tmp_path_factory) -> Iterator[SecuredKafka]:
-    broker = SecuredKafka(tmp_path_factory.mktemp("secured-kafka"))
+def secured_kafka() -> Iterator[SecuredKafka]:
+    broker = SecuredKafka()
     try:
         broker.start()
         yield broker
@@ -184,13 +184,18 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
     l2 = register(app, "Dakar Conseil", "local_operator", countries=("SN",))
     for partner in (s1, l1, s2):
         app.enable_feed(uuid.UUID(partner))
-    d1, d2, d3 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    d1, d2, d3, d4 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     submitted_at = now()
     app.assign(d1, country="ML", french_region="FR-IDF", sector="trade")
     app.assign(d2, country="SN", french_region="FR-ARA", sector="trade")
+    app.assign(d4, country="CM", french_region="FR-IDF", sector="trade")  # no operator in Cameroon yet
+    up = Upstream()
+    # While d4 waits for its operator: not after its assignment, so for nobody.
+    up.event("intake", "TrainingRecorded", d4, course="gestion", hours=20, completed_on="2026-11-20")
+    l3 = register(app, "Douala Conseil", "local_operator", countries=("CM",))  # d4 is assigned now
+    assert app.get_assignment(d4).local_operator_id == l3
     world.grant([s1, l1, s2, l2])
 
-    up = Upstream()
     # Before its assignment: nobody's yet.
     up.event("intake", "ProjectSubmitted", d1, at=submitted_at, reference="PAS-1", person_id=str(uuid.uuid4()),
              promoter_ciphertext="v1.c2VjcmV0", country="ML", french_region="FR-IDF", sector="trade",
@@ -216,7 +221,8 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
     expected = {
         # the assignment (requested and assigned in one save), then what followed
         s1: Counter({("AssignmentRequested", d1): 1, ("PartnersAssigned", d1): 1, ("TrainingRecorded", d1): 1,
-                     ("FinancingApproved", d1): 1, ("FundsDisbursed", d1): 1, ("FollowUpVisitLogged", d1): 3}),
+                     ("FinancingApproved", d1): 1, ("FundsDisbursed", d1): 1, ("FollowUpVisitLogged", d1): 3,
+                     ("AssignmentRequested", d4): 1, ("PartnersAssigned", d4): 1}),
         l1: Counter({("AssignmentRequested", d1): 1, ("PartnersAssigned", d1): 1, ("FinancingApproved", d1): 1,
                      ("AgreementSigned", d1): 1, ("FundsDisbursed", d1): 1, ("FollowUpVisitLogged", d1): 3}),
         s2: Counter({("AssignmentRequested", d2): 1, ("PartnersAssigned", d2): 1, ("FollowUpVisitLogged", d2): 2}),
