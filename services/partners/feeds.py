@@ -14,8 +14,9 @@ Who sees what
     enablement. The feed starts there: a dossier's submission and eligibility
     come before its assignment, whose request (sent as well) carries the facts
     they established: country, region, sector; a partner enabling its feed
-    late reads its dossiers' past from the API. Deciding on the event's own time, not on when
-    the job happens to read it, gives the same feed whatever the job's lag.
+    late reads its dossiers' past from the API. Deciding on the event's own
+    time, not on when the job happens to read it, gives the same feed whatever
+    the job's lag, and after a replay from offset 0.
     The one blind spot: an event happening while the assignment or the
     enablement is being saved, that reaches the job before that save commits,
     is left out (never sent twice). Times are the services' clocks: on one
@@ -326,14 +327,15 @@ class PartnerFeed:
             try:
                 event = orjson.loads(record.value)
                 share = share_of(event)
+                if share is None:
+                    continue
+                dossier, happened_at = dossier_of(event), _time(event["time"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                # Not for a partner, whatever it is; it must not stop the feed of everything after it.
                 log.warning("partner feed skips %s:%d:%d: not a Passerelle CloudEvent", record.topic,
                             record.partition, record.offset)
                 continue
-            if share is None:
-                continue
-            dossier = dossier_of(event)
-            for partner_id, role in self.audience.of(dossier, _time(event["time"]), share.before_assignment):
+            for partner_id, role in self.audience.of(dossier, happened_at, share.before_assignment):
                 if role in share.roles:
                     outgoing.append((self.settings.topic(partner_feed_topic(partner_id)), dossier.encode(),
                                      minimised(event, share, role)))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from services.partners.feeds import FEED_SOURCE, SHARED, dossier_of, minimised, share_of
+from services.partners.feeds import FEED_SOURCE, SHARED, PartnerFeed, dossier_of, minimised, share_of
+from services.partners.main import build
 from shared.envelope import record_from_state
+from shared.settings import Settings
 
 PROJECT = uuid.uuid4()
 PERSON = uuid.uuid4()
@@ -71,3 +74,37 @@ def test_no_shared_field_is_personal_or_free_text():
                  "approved_by", "proposed_by", "decided_by", "items", "budget_lines"}
     for kind, share in SHARED.items():
         assert not forbidden & set(share.fields), kind
+
+
+@dataclass
+class Record:
+    """An upstream Kafka record, as the job reads it."""
+
+    value: bytes | None
+    topic: str = "followup.events"
+    partition: int = 0
+    offset: int = 0
+
+
+def test_the_job_asks_the_store_who_may_see_and_skips_what_it_cannot_read(tmp_path):
+    settings = Settings(service="partners", data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
+    app = build(settings).app  # SQLite; nothing here talks to Kafka
+    structure = app.register(name="Aide IDF", kind="support_structure", region="FR-IDF", countries=[],
+                              sectors=[], capacity=5)
+    app.register(name="Bamako Conseil", kind="local_operator", region=None, countries=["ML"], sectors=[],
+                 capacity=5)
+    app.enable_feed(structure.id)  # the operator's feed stays off
+    dossier = uuid.uuid4()
+    before = datetime.now(timezone.utc)
+    app.assign(dossier, country="ML", french_region="FR-IDF", sector="trade")
+
+    def visit(at: datetime) -> Record:
+        state = {"timestamp": at, "project_id": str(dossier), "visit_number": 1}
+        return Record(record_from_state("followup", "FollowUpVisitLogged", 1, dossier, 1, state, 0)[1])
+
+    out = PartnerFeed(app, settings).transform([
+        Record(b"not json"), Record(None), Record(b'{"type": "passerelle.followup.FollowUpVisitLogged.v1"}'),
+        visit(before), visit(datetime.now(timezone.utc)),
+    ])
+    assert [(topic, key) for topic, key, _ in out] == [(f"partner.{structure.id}.events", str(dossier).encode())]
+    app.close()
