@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from services.partners.feeds import FEED_SOURCE, SHARED, PartnerFeed, dossier_of, minimised, share_of
 from services.partners.main import build
+from shared.asyncapi import PARTNER_FEED_EVENT, document
 from shared.envelope import record_from_state
 from shared.settings import Settings
 
@@ -108,3 +109,29 @@ def test_the_job_asks_the_store_who_may_see_and_skips_what_it_cannot_read(tmp_pa
     ])
     assert [(topic, key) for topic, key, _ in out] == [(f"partner.{structure.id}.events", str(dossier).encode())]
     app.close()
+
+
+def test_every_shared_field_is_a_field_of_the_original_event():
+    """A misspelt field would silently never reach partners: each must exist in the event it is
+    taken from (checked for every service whose events the AsyncAPI document describes)."""
+    messages = document()["components"]["messages"]
+    checked = 0
+    for kind, share in SHARED.items():
+        original = messages.get(kind)
+        if original is None:
+            continue  # that service's events are not in this document (yet)
+        data = original["payload"]["allOf"][1]["properties"]["data"]["properties"]
+        assert set(share.fields) <= set(data), (kind, set(share.fields) - set(data))
+        checked += 1
+    assert checked >= 14  # at least intake's and partners'
+
+
+def test_a_published_feed_record_matches_its_documented_message():
+    event = envelope("intake", "ProjectSentToCommittee", PROJECT, requested_amount_cents=1,
+                     own_contribution_cents=2, planned_jobs=3)
+    published = json.loads(minimised(event, share_of(event), "local_operator"))
+    message = document()["components"]["messages"]["partner.intake.ProjectSentToCommittee"]
+    schema = message["payload"]["allOf"][1]["properties"]
+    assert set(published["data"]) <= set(schema["data"]["properties"])
+    assert set(PARTNER_FEED_EVENT["required"]) <= set(published)
+    assert document()["channels"]["partner.{partnerId}.events"]["messages"]["ProjectSentToCommitteeForPartners"]
