@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     # The secured profile (deploy/kafka.sh with KAFKA_SECURITY=sasl): SASL_PLAINTEXT with SCRAM,
     # each service as its own principal. PLAINTEXT (the default) needs none of the rest.
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT"] = Field(
         "PLAINTEXT", validation_alias=AliasChoices("PASSERELLE_KAFKA_SECURITY_PROTOCOL", "KAFKA_SECURITY_PROTOCOL"))
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
         "SCRAM-SHA-256", validation_alias=AliasChoices("PASSERELLE_KAFKA_SASL_MECHANISM", "KAFKA_SASL_MECHANISM"))
