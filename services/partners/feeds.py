@@ -16,7 +16,7 @@ Who sees what
     they established: country, region, sector; a partner enabling its feed
     late reads its dossiers' past from the API. Deciding on the event's own
     time, not on when the job happens to read it, gives the same feed whatever
-    the job's lag, and after a replay from offset 0.
+    the job's lag.
     The one blind spot: an event happening while the assignment or the
     enablement is being saved, that reaches the job before that save commits,
     is left out (never sent twice). Times are the services' clocks: on one
