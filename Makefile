@@ -61,5 +61,6 @@ kafka-fetch:
 clean:
 	@if [ -f var/kafka/kafka.pid ]; then deploy/kafka.sh stop; fi
 	@if [ -f var/test-kafka/kafka.pid ]; then KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_DATA_DIR=$(CURDIR)/var/test-kafka deploy/kafka.sh stop; fi
+	@if [ -f var/test-kafka-secured/kafka.pid ]; then KAFKA_SECURITY=sasl KAFKA_PORT=59092 KAFKA_CONTROLLER_PORT=59093 KAFKA_DATA_DIR=$(CURDIR)/var/test-kafka-secured deploy/kafka.sh stop; fi
 	@if [ -f var/postgres.started-by-us ]; then deploy/postgres.sh stop; fi
 	rm -rf var

@@ -11,6 +11,8 @@
 #       deploy/kafka.sh tool org.apache.kafka.tools.consumer.ConsoleConsumer \
 #           --bootstrap-server 127.0.0.1:9092 --topic intake.events --from-beginning
 #   deploy/kafka.sh consume TOPIC [ARGS...]   shortcut for the console consumer on KAFKA_PORT
+#   deploy/kafka.sh access     (secured profile) apply SCRAM users and ACLs read from stdin with
+#       Kafka's own Admin API (deploy/kafka/Access.java); `python -m deploy.kafka_access` writes them
 #
 # Environment:
 #   KAFKA_PORT             PLAINTEXT listener on 127.0.0.1   (default 9092)
@@ -19,6 +21,11 @@
 #   KAFKA_HEAP             JVM heap options (default "-Xms256m -Xmx768m")
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 60)
 #   PASSERELLE_CACHE       jar cache root (default $HOME/.cache/passerelle)
+#   KAFKA_SECURITY         "plaintext" (default: no authentication; `make run`, most tests) or "sasl", the
+#                          secured profile: SASL_PLAINTEXT with SCRAM-SHA-256 on KAFKA_PORT, KRaft's
+#                          StandardAuthorizer (nothing is allowed without an ACL), KAFKA_ADMIN_USER super user
+#   KAFKA_ADMIN_USER       the secured profile's super user (default admin); its SCRAM credential is
+#   KAFKA_ADMIN_PASSWORD   written when the storage is formatted (required to start with KAFKA_SECURITY=sasl)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,6 +44,14 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$REPO/var/kafka}"
 KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx768m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+KAFKA_SECURITY="${KAFKA_SECURITY:-plaintext}"
+KAFKA_ADMIN_USER="${KAFKA_ADMIN_USER:-admin}"
+case "$KAFKA_SECURITY" in
+    plaintext) ;;
+    sasl) [ "${1:-}" != start ] || [ -n "${KAFKA_ADMIN_PASSWORD:-}" ] \
+              || { echo "kafka.sh: KAFKA_SECURITY=sasl needs KAFKA_ADMIN_PASSWORD" >&2; exit 2; } ;;
+    *) echo "kafka.sh: KAFKA_SECURITY is plaintext or sasl, not $KAFKA_SECURITY" >&2; exit 2 ;;
+esac
 
 PIDFILE="$KAFKA_DATA_DIR/kafka.pid"
 LOGFILE="$KAFKA_DATA_DIR/kafka.log"
@@ -159,18 +174,59 @@ except Exception:
 PY
 }
 
+# Ready to serve clients? The plain profile asks the broker itself (above). A SASL listener
+# answers nothing before authentication, so the secured profile waits for the server's own
+# "started" line and an open port; its admin credential exists from the format on.
+broker_ready() {
+    if [ "$KAFKA_SECURITY" = sasl ]; then
+        grep -q "Kafka Server started" "$LOGFILE" 2>/dev/null && port_busy "$KAFKA_PORT"
+    else
+        broker_answers "$KAFKA_PORT"
+    fi
+}
+
+# The listeners of the secured profile. Clients, and the broker itself, authenticate with
+# SCRAM (credentials live in the cluster metadata); the controller listener, which SCRAM
+# cannot serve (it works before the metadata is loaded), takes PLAIN with the admin user of
+# its JAAS entry. Every request is then checked by the StandardAuthorizer against the ACLs.
+sasl_config() {
+    local user="$KAFKA_ADMIN_USER" password="$KAFKA_ADMIN_PASSWORD"
+    cat <<EOF
+listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$user" password="$password";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$user" password="$password" user_$user="$password";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:$user
+allow.everyone.if.no.acl.found=false
+EOF
+}
+
+plaintext_config() {
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+EOF
+}
+
 write_config() {
     mkdir -p "$KAFKA_DATA_DIR" "$LOG_DIRS"
+    ( umask 077; : > "$PROPS" )  # the secured profile writes the admin password into it
     cat > "$PROPS" <<EOF
 # Written by deploy/kafka.sh start; rewritten at every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+$(if [ "$KAFKA_SECURITY" = sasl ]; then sasl_config; else plaintext_config; fi)
 log.dirs=$LOG_DIRS
 num.partitions=1
 default.replication.factor=1
@@ -236,8 +292,14 @@ while True:
     cid="$(cat "$CLUSTER_ID_FILE")"
     say "formatting $LOG_DIRS (cluster id $cid)"
     mapfile -t opts < <(java_opts)
+    local scram=()
+    if [ "$KAFKA_SECURITY" = sasl ]; then
+        # The super user's SCRAM credential is in the metadata from the start: the broker
+        # authenticates to itself with it, and it creates every other user and ACL.
+        scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_ADMIN_USER,password=$KAFKA_ADMIN_PASSWORD]")
+    fi
     if ! java "${opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
-            -t "$cid" -c "$PROPS" >> "$KAFKA_DATA_DIR/format.log" 2>&1; then
+            -t "$cid" -c "$PROPS" "${scram[@]}" >> "$KAFKA_DATA_DIR/format.log" 2>&1; then
         tail -n 30 "$KAFKA_DATA_DIR/format.log" >&2
         die "formatting the storage failed"
     fi
@@ -257,7 +319,7 @@ wait_ready() {
             rm -f "$PIDFILE"
             die "Kafka exited during start-up"
         fi
-        if broker_answers "$KAFKA_PORT"; then
+        if broker_ready; then
             return 0
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
@@ -304,7 +366,7 @@ cmd_start() {
     pid="$(cat "$PIDFILE" 2>/dev/null || true)"
     [ -n "$pid" ] || die "could not start java (no pid)"
     wait_ready "$pid"
-    say "Kafka $KAFKA_VERSION ready on 127.0.0.1:$KAFKA_PORT (pid $pid, $((SECONDS - started))s, data $KAFKA_DATA_DIR, log $LOGFILE)"
+    say "Kafka $KAFKA_VERSION ($KAFKA_SECURITY) ready on 127.0.0.1:$KAFKA_PORT (pid $pid, $((SECONDS - started))s, data $KAFKA_DATA_DIR, log $LOGFILE)"
 }
 
 cmd_stop() {
@@ -332,7 +394,7 @@ cmd_stop() {
 cmd_status() {
     local pid
     if pid="$(running_pid)"; then
-        if broker_answers "$KAFKA_PORT"; then
+        if broker_ready; then
             say "running: pid $pid, 127.0.0.1:$KAFKA_PORT, Kafka $KAFKA_VERSION, data $KAFKA_DATA_DIR"
         else
             say "process $pid alive but not answering on 127.0.0.1:$KAFKA_PORT (starting or stuck; see $LOGFILE)"
@@ -350,8 +412,16 @@ cmd_tool() {
     exec java -Xmx512m -Dlog4j2.level=warn -cp "$LIBS/*" "$cls" "$@"
 }
 
+# SCRAM users and ACLs read from stdin, applied with Kafka's own Admin client (aiokafka has
+# no API for either), all in one JVM; deploy/kafka/Access.java says what it reads.
+cmd_access() {
+    cmd_fetch >&2
+    exec java -Xmx256m -Dlog4j2.level=warn -cp "$LIBS/*" "$HERE/kafka/Access.java" "$@"
+}
+
 case "${1:-}" in
     fetch)  cmd_fetch ;;
+    access) shift; cmd_access "$@" ;;
     start)  cmd_start ;;
     stop)   cmd_stop ;;
     status) cmd_status ;;
@@ -363,6 +433,6 @@ case "${1:-}" in
         cmd_tool org.apache.kafka.tools.consumer.ConsoleConsumer \
             --bootstrap-server "127.0.0.1:$KAFKA_PORT" --topic "$topic" "$@" ;;
     *)
-        echo "usage: $0 {fetch|start|stop|status|tool CLASS ARGS...|consume TOPIC ARGS...}" >&2
+        echo "usage: $0 {fetch|start|stop|status|tool CLASS ARGS...|consume TOPIC ARGS...|access}" >&2
         exit 2 ;;
 esac

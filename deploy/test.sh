@@ -30,12 +30,20 @@ test_kafka() {
     KAFKA_PORT="$TEST_KAFKA_PORT" KAFKA_CONTROLLER_PORT="$TEST_KAFKA_CONTROLLER_PORT" KAFKA_DATA_DIR="$TEST_KAFKA_DIR" \
         "$REPO/deploy/kafka.sh" "$@"
 }
+# The secured-profile broker the partner feed tests start and stop themselves
+# (tests/integration/secured_kafka.py); stopped here too, should pytest be killed.
+secured_test_kafka_stop() {
+    KAFKA_SECURITY=sasl KAFKA_PORT="${SECURED_KAFKA_PORT:-59092}" \
+        KAFKA_CONTROLLER_PORT="${SECURED_KAFKA_CONTROLLER_PORT:-59093}" \
+        KAFKA_DATA_DIR="${SECURED_KAFKA_DIR:-$REPO/var/test-kafka-secured}" "$REPO/deploy/kafka.sh" stop
+}
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     echo "test.sh: stopping test infrastructure"
     test_kafka stop || true
+    secured_test_kafka_stop || true
     "$REPO/deploy/postgres.sh" stop || true
     exit "$rc"
 }

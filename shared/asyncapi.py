@@ -154,6 +154,67 @@ CHECKPOINT_MESSAGE = {
 }
 
 
+PARTNER_FEED_EVENT = {
+    "type": "object",
+    "description": "What a partner receives on its own topic: the original event's id, type, time and subject, "
+                   "its data minimised to an allow-list, `source` the partner feed and `origin` the service that "
+                   "recorded it. Canonical JSON (RFC 8785). Published in Kafka transactions: read with "
+                   "isolation.level=read_committed.",
+    "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "origin",
+                 "projectid", "partnerrole", "correlationid"],
+    "properties": {
+        "specversion": {"const": "1.0"},
+        "id": {"type": "string", "format": "uuid", "description": "the original event's id"},
+        "source": {"const": "/passerelle/partners/feed"},
+        "type": {"type": "string", "pattern": "^passerelle\\.[a-z]+\\.[A-Za-z]+\\.v[0-9]+$"},
+        "subject": {"type": "string", "description": "the original event's aggregate id"},
+        "time": {"type": "string", "format": "date-time"},
+        "datacontenttype": {"const": "application/json"},
+        "data": {"type": "object"},
+        "origin": {"type": "string", "pattern": "^/passerelle/[a-z]+$", "description": "the original source"},
+        "projectid": {"type": "string", "format": "uuid", "description": "the dossier (also the record key)"},
+        "partnerrole": {"enum": ["support_structure", "local_operator"]},
+        "correlationid": {"type": "string", "description": "the dossier's flow id"},
+    },
+}
+
+
+def partner_feed(messages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The partner topics' channel and messages: one per event type partners receive, its data the
+    shared fields (typed as in the original event when its service is documented here)."""
+    from services.partners.feeds import SHARED
+
+    feed_messages = {}
+    for kind, share in SHARED.items():
+        service, name = kind.split(".")
+        original = messages.get(kind)
+        source_fields = original["payload"]["allOf"][1]["properties"]["data"]["properties"] if original else {}
+        fields = {field: copy.deepcopy(source_fields.get(field, {})) for field in share.fields}
+        feed_messages[f"partner.{kind}"] = {
+            "name": f"{name}ForPartners",
+            "title": f"{name}, as a partner receives it",
+            "summary": f"passerelle.{service}.{name} minimised, sent to the {' and '.join(sorted(share.roles))}",
+            "contentType": "application/cloudevents+json",
+            "payload": {"allOf": [
+                {"$ref": "#/components/schemas/PartnerFeedEvent"},
+                {"type": "object", "properties": {
+                    "type": {"pattern": f"^passerelle\\.{service}\\.{name}\\.v[0-9]+$"},
+                    "data": {"type": "object", "properties": fields, "additionalProperties": False},
+                }},
+            ]},
+        }
+    channel = {
+        "address": "partner.{partnerId}.events",
+        "description": "One partner's feed: the events about the dossiers assigned to it, from the dossier's "
+                       "assignment and the feed's enablement (PartnerFeedEnabled) on, minimised, keyed by the "
+                       "dossier's id; written by the partners service only, read by that partner's principal "
+                       "only; kept forever.",
+        "parameters": {"partnerId": {"description": "the partner's id"}},
+        "messages": {m["name"]: {"$ref": f"#/components/messages/{key}"} for key, m in feed_messages.items()},
+    }
+    return channel, feed_messages
+
+
 def document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -187,6 +248,13 @@ def document() -> dict[str, Any]:
         "messages": {"Checkpoint": {"$ref": "#/components/messages/Checkpoint"}},
     }
     messages["Checkpoint"] = CHECKPOINT_MESSAGE
+    channels["partner.{partnerId}.events"], feed_messages = partner_feed(messages)
+    messages.update(feed_messages)
+    operations["publishPartnerFeeds"] = {
+        "action": "send", "channel": {"$ref": "#/channels/partner.{partnerId}.events"},
+        "summary": "The partners worker publishes each partner's feed in Kafka transactions (records and the "
+                   "offsets they came from commit together).",
+    }
     operations["publishCheckpoints"] = {
         "action": "send", "channel": {"$ref": f"#/channels/{CHECKPOINTS_TOPIC}"},
         "summary": "Each relay publishes a checkpoint every N events or T seconds, once the events it covers "
@@ -204,7 +272,8 @@ def document() -> dict[str, Any]:
         "defaultContentType": "application/cloudevents+json",
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": {"CloudEvent": CLOUD_EVENT, "RecordHeaders": RECORD_HEADERS}},
+        "components": {"messages": messages, "schemas": {"CloudEvent": CLOUD_EVENT, "RecordHeaders": RECORD_HEADERS,
+                                                          "PartnerFeedEvent": PARTNER_FEED_EVENT}},
     }
 
 

@@ -108,11 +108,11 @@ class Consumer:
         settings = self.app.settings
         self._parked_keys = {(r.topic, r.key) for r in await asyncio.to_thread(self.app.parked_records)}
         self._kafka = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, group_id=self.group_id,
+            **settings.kafka_client_options(), group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000,
         )
         self._kafka.subscribe(self.topics, listener=_SeekToTracking(self))
-        self._dlq = producer(settings.kafka_bootstrap_servers)
+        self._dlq = producer(**settings.kafka_client_options())
         try:
             await self._dlq.start()
             await self._kafka.start()

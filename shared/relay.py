@@ -204,7 +204,7 @@ class Relay:
                 async with self._leadership(stop):
                     if stop.is_set():
                         return
-                    kafka = producer(self.app.settings.kafka_bootstrap_servers)
+                    kafka = producer(**self.app.settings.kafka_client_options())
                     try:
                         await kafka.start()
                         self.active = True

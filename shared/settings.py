@@ -54,6 +54,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PASSERELLE_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     topic_prefix: str = ""
+    # The secured profile (deploy/kafka.sh with KAFKA_SECURITY=sasl): SASL_PLAINTEXT with SCRAM,
+    # each service as its own principal. PLAINTEXT (the default) needs none of the rest.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT"] = Field(
+        "PLAINTEXT", validation_alias=AliasChoices("PASSERELLE_KAFKA_SECURITY_PROTOCOL", "KAFKA_SECURITY_PROTOCOL"))
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        "SCRAM-SHA-256", validation_alias=AliasChoices("PASSERELLE_KAFKA_SASL_MECHANISM", "KAFKA_SASL_MECHANISM"))
+    kafka_username: str = Field("", validation_alias=AliasChoices("PASSERELLE_KAFKA_USERNAME", "KAFKA_USERNAME"))
+    kafka_password: str = Field("", validation_alias=AliasChoices("PASSERELLE_KAFKA_PASSWORD", "KAFKA_PASSWORD"),
+                                repr=False)
     # The relay publishes at most this many events per broker round trip.
     relay_batch_size: int = 500
     # Fallback polling when nothing wakes the relay or a projector (seconds).
@@ -135,3 +144,11 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def kafka_client_options(self) -> dict[str, str]:
+        """The address and credentials every aiokafka client of this service is made with."""
+        options = {"bootstrap_servers": self.kafka_bootstrap_servers}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            options.update(security_protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+                           sasl_plain_username=self.kafka_username, sasl_plain_password=self.kafka_password)
+        return options

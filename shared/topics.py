@@ -54,7 +54,7 @@ def definitions(replication: int = 1) -> list[Topic]:
 async def create_topics(settings: Settings, topics: list[Topic] | None = None, replication: int = 1) -> list[str]:
     """Create the missing topics and set the retention of all; returns the names created."""
     topics = topics or definitions(replication)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     created = []
     try:

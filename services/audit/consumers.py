@@ -57,7 +57,7 @@ class Replay:
     @contextlib.asynccontextmanager
     async def _from_the_start(self) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
         """A consumer of every partition, at offset 0, and the audit's state forgotten."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
@@ -112,7 +112,7 @@ class Replay:
 
     async def _partitions(self) -> list[TopicPartition]:
         """Every partition of the topics the broker has (a service not started yet has none)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
         await admin.start()
         try:
             described = await admin.describe_topics(self.topics)

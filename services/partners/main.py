@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.partners import api, consumers, projections
 from services.partners.application import PartnersApplication
+from services.partners.feeds import PartnerFeed
 from shared.consumer import Consumer
 from shared.http import Runtime, create_api, serve
 from shared.projections import Projector, migrate, views_engine
@@ -25,7 +28,19 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 ASSIGN_PENDING_EVERY_SECONDS = 5.0
 
 
-def build(settings: Settings | None = None) -> Runtime:
+@dataclass
+class PartnersRuntime(Runtime):
+    """The kernel's runtime, plus the partner feeds job (in every process that does background work)."""
+
+    feed: PartnerFeed | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if self.feed is not None and self.settings.role != "api":
+            self.tasks.append(asyncio.create_task(self.feed.run(self.stop), name="partner feeds"))
+
+
+def build(settings: Settings | None = None) -> PartnersRuntime:
     settings = settings or Settings(service="partners")
     engine = views_engine(settings)
     with schema_lock(settings):  # other processes of this service may be starting too
@@ -34,7 +49,7 @@ def build(settings: Settings | None = None) -> Runtime:
     projector = Projector(app, engine, projections.metadata, projections.PROJECTIONS,
                           poll_interval=settings.poll_interval)
     app.use_read_models(projector)  # assignment decisions read the caseloads
-    return Runtime(
+    return PartnersRuntime(
         settings=settings,
         app=app,
         relay=Relay(app, settings.topic(event_topic("partners")), batch_size=settings.relay_batch_size,
@@ -43,6 +58,7 @@ def build(settings: Settings | None = None) -> Runtime:
                             max_attempts=settings.consumer_max_attempts)],
         projector=projector,
         periodic=[(ASSIGN_PENDING_EVERY_SECONDS, app.assign_pending)],
+        feed=PartnerFeed(app, settings),
     )
 
 

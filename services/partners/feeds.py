@@ -1,0 +1,352 @@
+"""Partner feeds: each partner's own topic, `partner.<id>.events` (DESIGN §3, §6).
+
+A consume-transform-produce job in the partners worker. It reads the services'
+topics, keeps the events about dossiers assigned to a partner whose feed is
+enabled, minimises each to what that partner needs, and publishes it to the
+partner's topic keyed by the dossier's id (one partition per dossier: the
+partner reads a dossier's events in the order the job read them, which is each
+source service's own order for that dossier).
+
+Who sees what
+    An event about dossier D goes to partner P when, in partners' own store,
+    D is assigned to P (as support structure or local operator) and the event
+    happened at or after both D's assignment (PartnersAssigned) and P's feed
+    enablement. The feed starts there: a dossier's submission and eligibility
+    come before its assignment, whose request (sent as well) carries the facts
+    they established: country, region, sector; a partner enabling its feed
+    late reads its dossiers' past from the API. Deciding on the event's own
+    time, not on when the job happens to read it, gives the same feed whatever
+    the job's lag.
+    The one blind spot: an event happening while the assignment or the
+    enablement is being saved, that reaches the job before that save commits,
+    is left out (never sent twice). Times are the services' clocks: on one
+    host, one clock; in a cluster, keep them synchronised.
+
+Minimised
+    Only the event types in `SHARED` are published, each with only the fields
+    listed there, and only to the roles listed there: an allow-list, so a new
+    event type or field stays private until someone decides a partner needs
+    it. Free text (justifications, observations, descriptions), people (the
+    promoter's pseudonym and ciphertext, officers' user ids, payees) and
+    internal references never leave.
+
+Effectively once
+    One Kafka transaction per batch holds the records published and the input
+    offsets consumed (`send_offsets_to_transaction`): both commit, or neither.
+    A job killed mid-batch leaves an open transaction, which the next job
+    aborts when it starts (same transactional id); it resumes from the offsets
+    committed with the last complete batch. A partner reading with
+    `isolation_level=read_committed` sees every event once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import ProducerFenced, TopicAlreadyExistsError
+
+from services.partners.domain import Assignment, Partner
+from shared.envelope import CONTENT_TYPE, canonical_json
+from shared.settings import Settings
+from shared.topics import FOREVER, SERVICES, event_topic, partner_feed_topic
+
+log = logging.getLogger(__name__)
+
+SUPPORT_STRUCTURE = "support_structure"
+LOCAL_OPERATOR = "local_operator"
+BOTH = frozenset({SUPPORT_STRUCTURE, LOCAL_OPERATOR})
+FEED_SOURCE = "/passerelle/partners/feed"
+# The feed job's transactional id and consumer group (behind the topic prefix).
+FEED_NAME = "passerelle-partners-feed"
+FENCED_BACKOFF_SECONDS = 30.0
+FEED_PARTITIONS = 3
+FEED_TOPIC_CONFIG = {"retention.ms": FOREVER, "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+@dataclass(frozen=True)
+class Share:
+    """What of one event type a partner receives: these data fields, if it plays one of these roles.
+
+    `before_assignment`: sent even though it happened before the dossier was assigned (the
+    assignment's own request, which says what the dossier is: country, region, sector).
+    """
+
+    fields: tuple[str, ...]
+    roles: frozenset[str] = BOTH
+    before_assignment: bool = False
+
+
+# "<service>.<EventName>" -> what partners receive of it. Anything else is never published.
+SHARED: dict[str, Share] = {
+    # intake: the dossier's progress (never the promoter's data, title, description or summaries)
+    "intake.ProjectSubmitted": Share(("country", "french_region", "sector", "requested_amount_cents",
+                                      "own_contribution_cents", "planned_jobs")),
+    "intake.EligibilityAssessed": Share(("eligible", "rule_version", "country", "french_region", "sector")),
+    "intake.PartnersRecorded": Share(("support_structure_id", "local_operator_id")),
+    "intake.SkillsReviewCompleted": Share((), frozenset({SUPPORT_STRUCTURE})),
+    "intake.TrainingRecorded": Share(("course", "hours", "completed_on"), frozenset({SUPPORT_STRUCTURE})),
+    "intake.BusinessPlanRecorded": Share(("own_contribution_cents", "planned_jobs")),
+    "intake.FeasibilityStudyRequested": Share(("local_operator_id",)),
+    "intake.FeasibilityStudyCompleted": Share(("conclusion",)),
+    "intake.ProjectSentToCommittee": Share(("requested_amount_cents", "own_contribution_cents", "planned_jobs")),
+    "intake.ProjectWithdrawn": Share(("previous_status",)),
+    "intake.ProjectClosed": Share(("previous_status",)),
+    # partners: the assignment itself
+    "partners.AssignmentRequested": Share(("project_id", "country", "french_region", "sector"),
+                                          before_assignment=True),
+    "partners.PartnersAssigned": Share(("project_id", "support_structure_id", "local_operator_id")),
+    "partners.AssignmentEnded": Share(("project_id",)),
+    # funding: decisions and money that concern the partners' work (no officers, payees, justifications)
+    "funding.FeasibilityGrantAwarded": Share(("amount_cents", "rule_version")),
+    "funding.FeasibilityGrantRejected": Share(("rule_version",)),
+    "funding.FinancingRequested": Share(("requested_amount_cents",)),
+    "funding.FinancingApproved": Share(("amount_cents", "rule_version")),
+    "funding.FinancingDeferred": Share(("rule_version",)),
+    "funding.FinancingRejected": Share(("rule_version",)),
+    "funding.AgreementSigned": Share(("signed_on", "operator_id", "amount_cents"), frozenset({LOCAL_OPERATOR})),
+    "funding.OperatorFeesCommitted": Share(("amount_cents", "operator_id"), frozenset({LOCAL_OPERATOR})),
+    "funding.FundsDisbursed": Share(("tranche", "amount_cents")),
+    "funding.SpendingEvidenceRecorded": Share(("tranche", "total_cents"), frozenset({LOCAL_OPERATOR})),
+    "funding.TrancheReconciled": Share(("tranche", "disbursed_cents", "evidenced_cents"),
+                                       frozenset({LOCAL_OPERATOR})),
+    "funding.DisbursementSuspended": Share(("alert_id",)),
+    "funding.DisbursementResumed": Share(("alert_id",)),
+    # followup: the year after the launch, as the local operator and the support structure follow it
+    "followup.FollowUpOpened": Share(("project_id", "opened_on", "visit_months", "visits", "local_operator_id")),
+    "followup.BusinessLaunched": Share(("project_id", "launched_on", "legal_form", "initial_jobs")),
+    "followup.FollowUpVisitLogged": Share(("project_id", "visit_id", "visit_number", "month", "due_on", "on_time",
+                                           "visited_on", "business_status", "jobs_paid", "jobs_family",
+                                           "revenue_band")),
+    "followup.FollowUpVisitOverdue": Share(("project_id", "visit_number", "month", "due_on", "flagged_on")),
+    "followup.AlertRaised": Share(("project_id", "alert_id", "visit_id")),
+    "followup.AlertResolved": Share(("project_id", "alert_id", "visit_id")),
+    "followup.FollowUpCompleted": Share(("project_id", "completed_on", "outcome", "jobs_created", "visits_done",
+                                         "visits_planned")),
+    "followup.SurveyRecorded": Share(("project_id", "surveyed_on", "business_status", "jobs_paid", "jobs_family",
+                                      "revenue_band")),
+}
+
+
+def share_of(event: dict[str, Any]) -> Share | None:
+    """What partners receive of this CloudEvent, None when it is not for partners."""
+    _, service, name, _ = event["type"].split(".", 3)  # passerelle.<service>.<Name>.v<N>
+    return SHARED.get(f"{service}.{name}")
+
+
+def dossier_of(event: dict[str, Any]) -> str:
+    """The dossier an event is about: its `project_id`, else its subject (intake's projects,
+    partners' assignments, funding's and followup's dossiers all take the project's id)."""
+    return str(event["data"].get("project_id") or event["subject"])
+
+
+def minimised(event: dict[str, Any], share: Share, role: str) -> bytes:
+    """The partner's CloudEvent: the original's id, type, time and subject, the shared data only.
+
+    `source` says it comes from the partner feed and `origin` which service it came from;
+    the original's log position, leaf hash, actor and causation stay inside Passerelle.
+    Canonical JSON, so the same event always gives the same bytes.
+    """
+    data = event["data"]
+    return canonical_json({
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": FEED_SOURCE,
+        "type": event["type"],
+        "subject": event["subject"],
+        "time": event["time"],
+        "datacontenttype": "application/json",
+        "data": {field: data[field] for field in share.fields if field in data},
+        "origin": event["source"],
+        "projectid": dossier_of(event),
+        "partnerrole": role,
+        "correlationid": event.get("correlationid") or dossier_of(event),
+    })
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Audience:
+    """Which partners may receive an event about a dossier, as partners' store knows it.
+
+    Facts that never change once true are kept (a dossier's partners once assigned, a feed
+    once enabled); anything not yet true is asked again, so an assignment or an enablement
+    counts from the next event on.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+        self._assigned: dict[str, tuple[datetime, list[tuple[str, str]]]] = {}
+        self._enabled_at: dict[str, datetime] = {}
+
+    def of(self, dossier: str, happened_at: datetime, before_assignment: bool = False) -> list[tuple[str, str]]:
+        """(partner id, role) of every partner of the dossier whose feed covers an event at that time."""
+        assignment = self._assignment(dossier)
+        if assignment is None:
+            return []
+        assigned_at, partners = assignment
+        if happened_at < assigned_at and not before_assignment:
+            return []
+        audience = []
+        for partner_id, role in partners:
+            enabled_at = self._feed_enabled_at(partner_id)
+            if enabled_at is not None and happened_at >= enabled_at:
+                audience.append((partner_id, role))
+        return audience
+
+    def _assignment(self, dossier: str) -> tuple[datetime, list[tuple[str, str]]] | None:
+        """When the dossier got its partners, and who they are; None while it has none."""
+        if dossier in self._assigned:
+            return self._assigned[dossier]
+        try:
+            events = self.app.events.get(UUID(dossier))
+        except ValueError:  # not a dossier id
+            return None
+        for e in events:
+            if isinstance(e, Assignment.PartnersAssigned):
+                partners = [(e.support_structure_id, SUPPORT_STRUCTURE), (e.local_operator_id, LOCAL_OPERATOR)]
+                self._assigned[dossier] = (e.timestamp, partners)
+                return self._assigned[dossier]
+        return None  # not (yet) assigned: ask again next time
+
+    def _feed_enabled_at(self, partner_id: str) -> datetime | None:
+        if partner_id in self._enabled_at:
+            return self._enabled_at[partner_id]
+        for e in self.app.events.get(UUID(partner_id)):
+            if isinstance(e, Partner.PartnerFeedEnabled):
+                self._enabled_at[partner_id] = e.timestamp
+                return e.timestamp
+        return None  # not (yet) enabled: ask again next time
+
+
+# A record for a partner's topic: (topic, key, value).
+Outgoing = tuple[str, bytes, bytes]
+
+
+class PartnerFeed:
+    """The job: upstream records in, partners' records out, one Kafka transaction per batch."""
+
+    def __init__(self, app: Any, settings: Settings, *, max_records: int = 200, replication: int = 1):
+        self.app = app
+        self.replication = replication
+        self.settings = settings
+        self.audience = Audience(app)
+        self.topics = [settings.topic(event_topic(s)) for s in SERVICES]
+        # One feed job per deployment: its transactional id fences any earlier instance, and
+        # its consumer group only holds the offsets committed with each transaction.
+        self.transactional_id = self.group_id = settings.topic(FEED_NAME)
+        self.max_records = max_records
+        self.published = 0
+        self._partner_topics: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Feed until `stop` is set. After any failure the open transaction is abandoned (the next
+        start aborts it) and the job starts again from the offsets of the last committed batch."""
+        while not stop.is_set():
+            try:
+                await self._run(stop)
+            except asyncio.CancelledError:
+                raise
+            except ProducerFenced:
+                log.warning("partner feed fenced by another instance; trying again in %.0f s",
+                            FENCED_BACKOFF_SECONDS)
+                await self._sleep(stop, FENCED_BACKOFF_SECONDS)
+            except Exception:
+                log.exception("partner feed failed; restarting in 1 s")
+                await self._sleep(stop, 1.0)
+
+    @staticmethod
+    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        kafka = self.settings.kafka_client_options()
+        admin = AIOKafkaAdminClient(**kafka)
+        producer = AIOKafkaProducer(**kafka, transactional_id=self.transactional_id, acks="all", linger_ms=5)
+        consumer = AIOKafkaConsumer(**kafka, group_id=self.group_id, enable_auto_commit=False,
+                                    isolation_level="read_committed", auto_offset_reset="earliest")
+        try:
+            await admin.start()
+            # Starting the producer fences an earlier instance and completes (aborts) its open
+            # transaction: only then are the committed offsets the truth to resume from.
+            await producer.start()
+            await consumer.start()
+            consumer.assign(await self._partitions(admin))
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=300, max_records=self.max_records)
+                if batches:
+                    await self._feed(admin, producer, batches)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            await admin.close()
+
+    async def _partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
+        """Every partition of the upstream topics: one job reads them all, no group rebalancing."""
+        partitions = []
+        for topic in await admin.describe_topics(self.topics):
+            if topic["error_code"] != 0 or not topic["partitions"]:
+                raise RuntimeError(f"cannot read {topic['topic']} (error {topic['error_code']})")
+            partitions += [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
+        return sorted(partitions)
+
+    async def _feed(self, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer,
+                    batches: dict[TopicPartition, list[Any]]) -> None:
+        outgoing = await asyncio.to_thread(self.transform, [r for records in batches.values() for r in records])
+        await self._ensure_topics(admin, {topic for topic, _, _ in outgoing})
+        async with producer.transaction():
+            acks = [await producer.send(topic, value=value, key=key,
+                                        headers=[("content-type", CONTENT_TYPE.encode())])
+                    for topic, key, value in outgoing]
+            await asyncio.gather(*acks)
+            await self.before_commit(len(outgoing))
+            await producer.send_offsets_to_transaction(
+                {tp: records[-1].offset + 1 for tp, records in batches.items()}, self.group_id)
+        self.published += len(outgoing)
+
+    async def before_commit(self, count: int) -> None:
+        """Called in each transaction once its records are on the broker, before the commit
+        (where the crash test stops a job dead)."""
+
+    def transform(self, records: list[Any]) -> list[Outgoing]:
+        """Blocking (reads partners' store): the partners' records of upstream records, in order."""
+        outgoing: list[Outgoing] = []
+        for record in records:
+            try:
+                event = orjson.loads(record.value)
+                share = share_of(event)
+                if share is None:
+                    continue
+                dossier, happened_at = dossier_of(event), _time(event["time"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                # Not for a partner, whatever it is; it must not stop the feed of everything after it.
+                log.warning("partner feed skips %s:%d:%d: not a Passerelle CloudEvent", record.topic,
+                            record.partition, record.offset)
+                continue
+            for partner_id, role in self.audience.of(dossier, happened_at, share.before_assignment):
+                if role in share.roles:
+                    outgoing.append((self.settings.topic(partner_feed_topic(partner_id)), dossier.encode(),
+                                     minimised(event, share, role)))
+        return outgoing
+
+    async def _ensure_topics(self, admin: AIOKafkaAdminClient, topics: set[str]) -> None:
+        """Partner topics are made on first use, kept forever like every event topic."""
+        for topic in sorted(topics - self._partner_topics):
+            try:
+                await admin.create_topics([NewTopic(topic, FEED_PARTITIONS, self.replication,
+                                                    topic_configs=FEED_TOPIC_CONFIG)])
+            except TopicAlreadyExistsError:
+                pass
+            self._partner_topics.add(topic)

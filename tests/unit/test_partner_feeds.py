@@ -1,0 +1,137 @@
+"""What a partner's feed keeps of an event: the allow-list, the envelope, nothing personal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from services.partners.feeds import FEED_SOURCE, SHARED, PartnerFeed, dossier_of, minimised, share_of
+from services.partners.main import build
+from shared.asyncapi import PARTNER_FEED_EVENT, document
+from shared.envelope import record_from_state
+from shared.settings import Settings
+
+PROJECT = uuid.uuid4()
+PERSON = uuid.uuid4()
+AT = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
+
+
+def envelope(service: str, name: str, subject: uuid.UUID, **data: object) -> dict:
+    state = {"timestamp": AT, "_meta": {"actor": "user:olga", "causationid": "request:abc",
+                                        "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, **data}
+    return record_from_state(service, name, 1, subject, 3, state, 41)[0]
+
+
+def test_a_submission_keeps_the_dossier_facts_and_nothing_of_the_promoter():
+    event = envelope("intake", "ProjectSubmitted", PROJECT, reference="PAS-2026-000123", person_id=PERSON,
+                     promoter_ciphertext="v1.Zm9vYmFy", country="ML", french_region="FR-IDF", sector="trade",
+                     title="Épicerie de Mamadou", description="Mamadou Diallo, 06 12 34 56 78",
+                     requested_amount_cents=700_000, own_contribution_cents=150_000, planned_jobs=3)
+    value = minimised(event, share_of(event), "support_structure")
+    published = json.loads(value)
+
+    assert published["data"] == {"country": "ML", "french_region": "FR-IDF", "sector": "trade",
+                                 "requested_amount_cents": 700_000, "own_contribution_cents": 150_000,
+                                 "planned_jobs": 3}
+    for secret in (str(PERSON), "Zm9vYmFy", "Mamadou", "06 12", "user:olga", "request:abc", "1" * 32):
+        assert secret.encode() not in value
+    # The original's identity, so the partner can correlate; the feed as its source.
+    assert {k: published[k] for k in ("id", "type", "time", "subject")} == \
+        {k: event[k] for k in ("id", "type", "time", "subject")}
+    assert published["source"] == FEED_SOURCE
+    assert published["origin"] == "/passerelle/intake"
+    assert published["projectid"] == str(PROJECT)
+    assert published["partnerrole"] == "support_structure"
+    assert "leafhash" not in published and "sequence" not in published and "actor" not in published
+
+
+def test_a_decision_loses_its_officers_and_justification():
+    event = envelope("funding", "FinancingApproved", PROJECT, amount_cents=550_000, approved_by="user:ana",
+                     proposed_by="user:bob", justification="Le porteur M. Diallo ...", rule_version="2026-1",
+                     envelope_id=str(uuid.uuid4()), dossier_version=9, code_version="0.1.0+abc")
+    published = json.loads(minimised(event, share_of(event), "local_operator"))
+    assert published["data"] == {"amount_cents": 550_000, "rule_version": "2026-1"}
+
+
+def test_the_dossier_is_the_project_id_else_the_subject():
+    visit = envelope("followup", "FollowUpVisitLogged", PROJECT, project_id=str(PROJECT), visit_id="v1")
+    assert dossier_of(visit) == str(PROJECT)
+    assert dossier_of(envelope("intake", "ProjectWithdrawn", PROJECT, reason="x", previous_status="eligible")) \
+        == str(PROJECT)
+
+
+def test_events_not_on_the_allow_list_never_reach_a_partner():
+    for service, name in [("intake", "PossibleDuplicateFlagged"), ("intake", "PersonForgotten"),
+                          ("funding", "ReturnAidGranted"), ("funding", "EnvelopeOpened"),
+                          ("partners", "PartnerFeedEnabled"), ("followup", "VisitConflictRecorded")]:
+        assert share_of(envelope(service, name, PROJECT)) is None
+
+
+def test_no_shared_field_is_personal_or_free_text():
+    forbidden = {"person_id", "promoter_ciphertext", "title", "description", "summary", "justification",
+                 "observations", "recommendations", "payee", "payment_reference", "registration", "reason",
+                 "approved_by", "proposed_by", "decided_by", "items", "budget_lines"}
+    for kind, share in SHARED.items():
+        assert not forbidden & set(share.fields), kind
+
+
+@dataclass
+class Record:
+    """An upstream Kafka record, as the job reads it."""
+
+    value: bytes | None
+    topic: str = "followup.events"
+    partition: int = 0
+    offset: int = 0
+
+
+def test_the_job_asks_the_store_who_may_see_and_skips_what_it_cannot_read(tmp_path):
+    settings = Settings(service="partners", data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
+    app = build(settings).app  # SQLite; nothing here talks to Kafka
+    structure = app.register(name="Aide IDF", kind="support_structure", region="FR-IDF", countries=[],
+                              sectors=[], capacity=5)
+    app.register(name="Bamako Conseil", kind="local_operator", region=None, countries=["ML"], sectors=[],
+                 capacity=5)
+    app.enable_feed(structure.id)  # the operator's feed stays off
+    dossier = uuid.uuid4()
+    before = datetime.now(timezone.utc)
+    app.assign(dossier, country="ML", french_region="FR-IDF", sector="trade")
+
+    def visit(at: datetime) -> Record:
+        state = {"timestamp": at, "project_id": str(dossier), "visit_number": 1}
+        return Record(record_from_state("followup", "FollowUpVisitLogged", 1, dossier, 1, state, 0)[1])
+
+    out = PartnerFeed(app, settings).transform([
+        Record(b"not json"), Record(None), Record(b'{"type": "passerelle.followup.FollowUpVisitLogged.v1"}'),
+        visit(before), visit(datetime.now(timezone.utc)),
+    ])
+    assert [(topic, key) for topic, key, _ in out] == [(f"partner.{structure.id}.events", str(dossier).encode())]
+    app.close()
+
+
+def test_every_shared_field_is_a_field_of_the_original_event():
+    """A misspelt field would silently never reach partners: each must exist in the event it is
+    taken from (checked for every service whose events the AsyncAPI document describes)."""
+    messages = document()["components"]["messages"]
+    checked = 0
+    for kind, share in SHARED.items():
+        original = messages.get(kind)
+        if original is None:
+            continue  # that service's events are not in this document (yet)
+        data = original["payload"]["allOf"][1]["properties"]["data"]["properties"]
+        assert set(share.fields) <= set(data), (kind, set(share.fields) - set(data))
+        checked += 1
+    assert checked >= 14  # at least intake's and partners'
+
+
+def test_a_published_feed_record_matches_its_documented_message():
+    event = envelope("intake", "ProjectSentToCommittee", PROJECT, requested_amount_cents=1,
+                     own_contribution_cents=2, planned_jobs=3)
+    published = json.loads(minimised(event, share_of(event), "local_operator"))
+    message = document()["components"]["messages"]["partner.intake.ProjectSentToCommittee"]
+    schema = message["payload"]["allOf"][1]["properties"]
+    assert set(published["data"]) <= set(schema["data"]["properties"])
+    assert set(PARTNER_FEED_EVENT["required"]) <= set(published)
+    assert document()["channels"]["partner.{partnerId}.events"]["messages"]["ProjectSentToCommitteeForPartners"]
