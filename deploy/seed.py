@@ -4,9 +4,10 @@ The programme rules and budget envelopes of the year (funding), support
 structures in French regions, local operators in a few countries, a dozen
 dossiers; then waits until the dossiers are assigned through Kafka and takes a
 few of them further: through the feasibility study (funding awards its grant)
-to the committee, where two are financed with four eyes (one of them has its
-first tranche paid and reconciled) and one is deferred; the businesses whose
-first tranche was paid are launched and visited (followup). Every request carries a stable Idempotency-Key,
+to the committee, where two are financed with four eyes (each has its first
+tranche paid and reconciled) and one is deferred; their businesses are launched
+and visited (followup), one found in difficulty (its alert suspends funding's
+next tranche). Every request carries a stable Idempotency-Key,
 so seeding twice (a second `make run` on the same var/) writes nothing new.
 
     python -m deploy.seed
@@ -63,9 +64,10 @@ DOSSIERS = [
 # The dossiers (by their place in DOSSIERS) taken through preparation and the feasibility study:
 # always the same ones, so that seeding again replays the same requests and writes nothing.
 ADVANCE = (0, 1, 2, 3)
-# At the committee (by their place in DOSSIERS): financed, financed with a tranche paid, deferred.
-FINANCE = (1,)
-FINANCE_AND_PAY = (0,)
+# At the committee (by their place in DOSSIERS): financed, financed with a tranche paid (their
+# businesses are then followed: one found active, one in difficulty), deferred.
+FINANCE: tuple[int, ...] = ()
+FINANCE_AND_PAY = (0, 1)
 DEFER = (2,)
 # Budget envelopes of the year: business creation per country and programme-wide, return aid.
 ENVELOPES = [("business_creation", "SN", 30_000_000), ("business_creation", "ML", 20_000_000),
@@ -122,7 +124,7 @@ class Seeder:
                 self.advance(dossiers[i])
         self.committee([ids[i] for i in FINANCE], [ids[i] for i in FINANCE_AND_PAY], [ids[i] for i in DEFER])
         self.wait_for_intake([ids[i] for i in FINANCE + FINANCE_AND_PAY + DEFER], ("financed", "deferred"))
-        self.follow_up(ids)
+        self.follow_up([ids[i] for i in FINANCE_AND_PAY])
         self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
         self.show_envelopes()
         return 0
@@ -282,10 +284,10 @@ class Seeder:
         officer = {"Authorization": f"Bearer {issue_token(Settings(), 'followup_officer', sub='demo-followup')}"}
         deadline = time.monotonic() + timeout
         opened: list[str] = []
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # each opens when followup reads its first tranche
             opened = [i for i in ids if self.http.get(f"{service_url('followup')}/v1/followups/{i}",
                                                      headers=officer).status_code == 200]
-            if opened:
+            if len(opened) == len(ids):
                 break
             time.sleep(0.5)
         today = date.today().isoformat()
