@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
 
-from shared.store import _idempotency, _processing
 
 T = TypeVar("T")
 
@@ -24,8 +23,8 @@ T = TypeVar("T")
 def retry_on_conflict(command: Callable[[], T], attempts: int = 30) -> T:
     """Run `command` (load, decide, save) again while its save loses a race, at most `attempts` times.
 
-    The transaction that failed wrote nothing, so its Idempotency-Key or consumer tracking
-    record must go with the next save: both are marked unrecorded again before each retry.
+    The transaction that failed wrote nothing; the store keeps its Idempotency-Key and
+    consumer tracking record for the save that succeeds (`ServiceApplication.save`).
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -33,9 +32,6 @@ def retry_on_conflict(command: Callable[[], T], attempts: int = 30) -> T:
         except IntegrityError:
             if attempt == attempts:
                 raise
-            for state in (_idempotency.get(), _processing.get()):
-                if state is not None:
-                    state.recorded = False
             # A little random back-off, growing, so racing commands spread out.
             time.sleep(random.uniform(0, 0.002 * attempt))
     raise AssertionError("unreachable")

@@ -9,8 +9,10 @@ recreates its tables, then replays the log.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
+from datetime import datetime
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +22,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from alembic.config import Config
 from sqlalchemy import text, BigInteger, Column, Connection, Engine, MetaData, String, Table, create_engine, event, select, update
 
+from sqlalchemy import Select
+
+from shared.domain import InvalidValue
 from shared.settings import Settings
 from shared.store import ServiceApplication
 
@@ -58,6 +63,23 @@ def migrate(engine: Engine, migrations: Path) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def cursor_of(at: datetime, row_id: str) -> str:
+    """The `next_cursor` of a page ordered by (at, id): the last row's place, opaque to clients."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
+
+
+def after_cursor(query: Select[Any], cursor: str | None, at_column: Any, id_column: Any) -> Select[Any]:
+    """`query` restricted to the rows after the one `cursor` names (keyset pagination)."""
+    if not cursor:
+        return query
+    try:
+        at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        after = datetime.fromisoformat(at)
+    except ValueError:
+        raise InvalidValue("cursor", "not a cursor this API gave") from None
+    return query.where((at_column > after) | ((at_column == after) & (id_column > last_id)))
 
 
 class Projection:

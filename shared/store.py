@@ -422,7 +422,16 @@ class ServiceApplication(Application[UUID]):
             kwargs["idempotency"] = record
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
         processing_event.collect_events(*objs, **kwargs)
-        recordings = self._record(processing_event)
+        try:
+            recordings = self._record(processing_event)
+        except BaseException:
+            # The transaction wrote nothing: a command that loads again and retries must
+            # record its tracking and Idempotency-Key with the save that succeeds.
+            if state is not None:
+                state.recorded = False
+            if kwargs.get("idempotency") is not None:
+                record.recorded = False  # type: ignore[union-attr]
+            raise
         self._take_snapshots(processing_event)
         self._notify(recordings)
         for listener in list(self._save_listeners):

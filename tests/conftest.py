@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from shared.settings import Settings
 from shared.topics import create_topics
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+T = TypeVar("T")
 POSTGRES = {
     "host": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
     "port": int(os.environ.get("POSTGRES_PORT", "5432")),
@@ -100,6 +102,17 @@ def make_settings(tmp_path: Path, kafka: str, postgres: dict[str, object]) -> It
     yield make
     for database in databases:
         drop_database(database)
+
+
+def wait_for(probe: Callable[[], T | None], what: str = "a condition", timeout: float = 30.0) -> T:
+    """Poll `probe` until it returns something truthy; fail (never pass) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def bearer(settings: Settings, role: str, sub: str | None = None, partner_id: str | None = None) -> dict[str, str]:

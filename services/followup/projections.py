@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Column, Connection, Date, DateTime, Index, Integer, String, Table, Text, delete, update,
+    Column, Connection, Date, DateTime, Index, Integer, String, Table, Text, delete, update,
 )
 
 from shared.envelope import plain

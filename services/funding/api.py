@@ -12,7 +12,6 @@ Who may do what:
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
@@ -38,6 +37,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
+from shared.projections import after_cursor, cursor_of
 
 Cents = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT_CENTS, description="euro cents")]
 Country = Annotated[str, Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2")]
@@ -438,21 +438,12 @@ def list_decisions(request: Request, _: Reader, project_id: UUID | None = None, 
                           (c.decided_by, decided_by), (c.rule_version, rule_version)):
         if value is not None:
             query = query.where(column == str(value))
-    if cursor:
-        try:
-            at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-            after = datetime.fromisoformat(at)
-        except ValueError:
-            raise InvalidValue("cursor", "not a cursor this API gave") from None
-        query = query.where((c.decided_at > after) | ((c.decided_at == after) & (c.id > last_id)))
+    query = after_cursor(query, cursor, c.decided_at, c.id)
     with request.app.state.runtime.projector.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     items = [DecisionView(**{**row, "details": json.loads(row["details"]), "decided_at": _utc(row["decided_at"])})
              for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = base64.urlsafe_b64encode(f"{last['decided_at'].isoformat()}|{last['id']}".encode()).decode()
+    next_cursor = cursor_of(rows[limit - 1]["decided_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return DecisionPage(items=items, next_cursor=next_cursor, as_of=as_of)
 
 

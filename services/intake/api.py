@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -18,6 +17,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
+from shared.projections import after_cursor, cursor_of
 
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
 Cents = Annotated[StrictInt, Field(ge=0, le=10**11)]
@@ -211,21 +211,11 @@ def list_projects(request: Request, who: Annotated[Principal, Depends(requires(*
     if partner_id:
         query = query.where(or_(dossiers.c.support_structure_id == partner_id,
                                 dossiers.c.local_operator_id == partner_id))
-    if cursor:
-        try:
-            at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-            after = datetime.fromisoformat(at)
-        except ValueError:
-            raise InvalidValue("cursor", "not a cursor this API gave") from None
-        query = query.where((dossiers.c.submitted_at > after) |
-                            ((dossiers.c.submitted_at == after) & (dossiers.c.id > last_id)))
+    query = after_cursor(query, cursor, dossiers.c.submitted_at, dossiers.c.id)
     with request.app.state.runtime.projector.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     page = [ProjectSummary(**row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = base64.urlsafe_b64encode(f"{last['submitted_at'].isoformat()}|{last['id']}".encode()).decode()
+    next_cursor = cursor_of(rows[limit - 1]["submitted_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return ProjectPage(items=page, next_cursor=next_cursor)
 
 

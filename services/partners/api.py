@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 
 from services.partners.application import PartnersApplication, candidate
 from services.partners.domain import (
@@ -23,9 +22,10 @@ from services.partners.domain import (
 )
 from services.partners.projections import as_list, assignments, partners
 from shared.auth import Principal, Role, requires
-from shared.domain import InvalidValue, NotFound
+from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
+from shared.projections import after_cursor, cursor_of
 
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
 Country = Annotated[str, Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2")]
@@ -176,21 +176,6 @@ def _engine(request: Request) -> Any:
     return request.app.state.runtime.projector.engine
 
 
-def _encode_cursor(at: datetime, last_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{last_id}".encode()).decode()
-
-
-def _after_cursor(query: Select[Any], cursor: str | None, at_column: Any, id_column: Any) -> Select[Any]:
-    if not cursor:
-        return query
-    try:
-        at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        after = datetime.fromisoformat(at)
-    except ValueError:
-        raise InvalidValue("cursor", "not a cursor this API gave") from None
-    return query.where((at_column > after) | ((at_column == after) & (id_column > last_id)))
-
-
 commands = command_router(prefix="/v1", tags=["partners"])
 queries = APIRouter(prefix="/v1", tags=["partners"])
 
@@ -225,12 +210,12 @@ def list_partners(request: Request, who: Reader, kind: PartnerKind | None = None
         query = query.where(partners.c.status == status)
     if (own := who.partner_scope) is not None:
         query = query.where(partners.c.id == own)
-    query = _after_cursor(query, cursor, partners.c.registered_at, partners.c.id)
+    query = after_cursor(query, cursor, partners.c.registered_at, partners.c.id)
     with _engine(request).connect() as conn:
         rows = conn.execute(query).mappings().all()
     items = [PartnerSummary(**{**row, "countries": as_list(row["countries"]), "sectors": as_list(row["sectors"])})
              for row in rows[:limit]]
-    next_cursor = _encode_cursor(rows[limit - 1]["registered_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    next_cursor = cursor_of(rows[limit - 1]["registered_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return PartnerPage(items=items, next_cursor=next_cursor)
 
 
@@ -317,12 +302,12 @@ def list_assignments(request: Request, who: Reader,
     if involving:
         query = query.where(or_(assignments.c.support_structure_id == involving,
                                 assignments.c.local_operator_id == involving))
-    query = _after_cursor(query, cursor, assignments.c.requested_at, assignments.c.project_id)
+    query = after_cursor(query, cursor, assignments.c.requested_at, assignments.c.project_id)
     with _engine(request).connect() as conn:
         rows = conn.execute(query).mappings().all()
     items = [AssignmentSummary(**{k: row[k] for k in AssignmentSummary.model_fields if k != "missing"},
                                missing=as_list(row["missing"])) for row in rows[:limit]]
-    next_cursor = (_encode_cursor(rows[limit - 1]["requested_at"], rows[limit - 1]["project_id"])
+    next_cursor = (cursor_of(rows[limit - 1]["requested_at"], rows[limit - 1]["project_id"])
                    if len(rows) > limit else None)
     return AssignmentPage(items=items, next_cursor=next_cursor)
 

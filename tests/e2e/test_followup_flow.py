@@ -7,7 +7,6 @@ approval, the first tranche) on `funding.events` as funding's relay would.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -18,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.envelope import CloudEvent, record_from_state
-from tests.conftest import bearer
+from tests.conftest import bearer, wait_for
 from tests.integration.kafka_tools import produce, read_all
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +55,7 @@ def tracked(settings: Any, name: str, offset: int) -> bool:
 
 
 def until(what: str, check: Callable[[], Any], timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not in time"
-        time.sleep(0.2)
+    return wait_for(check, what, timeout)
 
 
 def test_a_paid_dossier_is_followed_and_its_alert_reaches_kafka(start_service, kafka):

@@ -3,26 +3,19 @@ with intake and partners, choreographed over real Kafka, from published rules to
 
 from __future__ import annotations
 
-import time
+import functools
 from datetime import datetime, timezone
 
 import httpx
 import pytest
 
 from services.funding.application import example_rules
-from tests.conftest import bearer
+from tests.conftest import bearer, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_until(probe, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+wait_until = functools.partial(wait_for, timeout=60.0)  # processes start slower than in-process apps
 
 
 def test_rules_grant_committee_approval_tranches_and_follow_up_across_processes(start_service):

@@ -1,19 +1,16 @@
-"""What the funding tests share: other services' records as they would publish them, and waiting."""
+"""What the funding tests share: other services' records as they would publish them."""
 
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from services.funding.application import example_rules
 from shared.envelope import record_from_state
 from tests.integration.kafka_tools import produce, run
 
-T = TypeVar("T")
 _sequence = itertools.count()
 
 
@@ -50,17 +47,6 @@ def alert(name: str, project_id: str, alert_id: str, version: int) -> tuple[byte
 
 def new_project() -> str:
     return str(uuid.uuid4())
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "a condition") -> T:
-    """Poll `probe` until it returns something truthy; fail (never pass) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def rules_body(version: str | None = None) -> dict[str, Any]:

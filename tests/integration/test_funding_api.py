@@ -19,7 +19,7 @@ from services.funding.main import create_app
 from shared.conflicts import retry_on_conflict
 from shared.domain import RuleViolated
 from shared.store import CommandContext, acting
-from tests.conftest import bearer
+from tests.conftest import bearer, wait_for
 from tests.integration.funding_tools import (
     alert,
     record,
@@ -29,7 +29,6 @@ from tests.integration.funding_tools import (
     rules_body,
     sent_to_committee,
     study_requested,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration

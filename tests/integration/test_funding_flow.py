@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from services.funding.main import create_app as create_funding
 from services.intake.main import create_app as create_intake
 from services.partners.main import create_app as create_partners
-from tests.conftest import bearer
-from tests.integration.funding_tools import rules_body, wait_for
+from tests.conftest import bearer, wait_for
+from tests.integration.funding_tools import rules_body
 
 pytestmark = pytest.mark.integration
 YEAR = datetime.now(timezone.utc).year

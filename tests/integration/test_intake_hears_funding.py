@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from services.intake.domain import Conclusion
 from services.intake.main import create_app
-from tests.conftest import bearer
-from tests.integration.funding_tools import publish, record, rules_body, wait_for
+from tests.conftest import bearer, wait_for
+from tests.integration.funding_tools import publish, record, rules_body
 from tests.integration.test_intake_api import body
 
 pytestmark = pytest.mark.integration
