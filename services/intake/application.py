@@ -13,6 +13,7 @@ from uuid import UUID
 
 from services.intake.domain import AdoptedRules, ClosureReason, Conclusion, FinancingDecision, Person, Project, RuleSet
 from services.intake.personal_data import PersonalDataVault
+from shared.conflicts import retry_on_conflict
 from shared.settings import Settings
 from shared.store import ServiceApplication
 from shared.telemetry import traced
@@ -95,10 +96,16 @@ class IntakeApplication(ServiceApplication):
         return [self.repository.get(UUID(i)) for i in ids]
 
     def _change(self, project_id: UUID, verb: str, **kwargs: Any) -> Project:
-        project = self.get_project(project_id)
-        getattr(project, verb)(**kwargs)
-        self.save(project)
-        return project
+        """An officer's command on a dossier. Funding, partners and followup also record their
+        outcomes on it: when one lands between the load and the save, decide again on the new version."""
+
+        def change() -> Project:
+            project = self.get_project(project_id)
+            getattr(project, verb)(**kwargs)
+            self.save(project)
+            return project
+
+        return retry_on_conflict(change)
 
     def record_consent(self, project_id: UUID, purposes: list[str], partners: list[str]) -> Project:
         return self._change(project_id, "record_consent", purposes=purposes, partners=partners)
