@@ -70,6 +70,11 @@ export POSTGRES_PASSWORD=passerelle
 
 set +e
 if [ "$MODE" = bench ]; then
+    # wrk drives part 1's HTTP load (a C client: its CPU does not compete with the service's).
+    if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 \
+            || echo "test.sh: wrk not installed; part 1 falls back to httpx" >&2
+    fi
     "$PY" -m bench "$@"
     rc=$?
 else
