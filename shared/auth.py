@@ -1,9 +1,10 @@
 """Bearer JWTs and roles (DESIGN §6).
 
 RS256 tokens. Locally a development key pair under `<data_dir>/keys` (made on
-first use) signs the tokens of `make token`; in production the public key (or
-a JWKS) of the identity provider is configured. Every route declares the roles
-it accepts with `requires(...)`.
+first use) signs the tokens of `make token`. In production the identity
+provider's JWKS (`PASSERELLE_JWT_JWKS_URL`) gives the keys, found by each
+token's `kid`, or one public key file is configured. Every route declares the
+roles it accepts with `requires(...)`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from shared.settings import Settings
 
@@ -103,15 +105,43 @@ def issue_token(settings: Settings, role: str, sub: str | None = None, partner_i
 
 
 class TokenVerifier:
+    """Checks a bearer token's RS256 signature and its claims (issuer, audience, expiry).
+
+    With a JWKS URL the key is the identity provider's key named by the token's `kid`.
+    The set is cached (`jwt_jwks_lifespan`) and fetched again when a token names a `kid`
+    the cache does not hold, so the provider can rotate its keys without a restart here.
+    Without one, a single public key: `jwt_public_key_path`, or the development pair.
+    """
+
     def __init__(self, settings: Settings):
         self.settings = settings
-        _, public = ensure_dev_keys(settings)
-        # Loaded once: parsing the PEM on every request cost as much as checking the signature.
-        self.public_key = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(public.read_bytes())
+        self.jwks: jwt.PyJWKClient | None = None
+        self.public_key = None
+        if settings.jwt_jwks_url:
+            self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, lifespan=settings.jwt_jwks_lifespan, timeout=5,
+                                        cooldown_duration=settings.jwt_jwks_cooldown)
+        else:
+            _, public = ensure_dev_keys(settings)
+            # Loaded once: parsing the PEM on every request cost as much as checking the signature.
+            self.public_key = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(
+                public.read_bytes())
 
     def verify(self, token: str) -> Principal:
+        """The token's principal. Raises jwt.InvalidTokenError (401), or jwt.PyJWKClientConnectionError
+        when the identity provider cannot be reached (503: the token may well be good)."""
+        if self.jwks is not None:
+            try:
+                key = self.jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWKClientConnectionError:
+                raise
+            except jwt.PyJWKSetError as exc:  # the provider answered, with no usable key set
+                raise jwt.PyJWKClientConnectionError(f"unusable key set: {exc}") from exc
+            except jwt.PyJWKClientError as exc:  # no kid, or a kid the provider does not have
+                raise jwt.InvalidTokenError(str(exc)) from exc
+        else:
+            key = self.public_key
         claims = jwt.decode(
-            token, self.public_key, algorithms=["RS256"], audience=self.settings.jwt_audience,
+            token, key, algorithms=["RS256"], audience=self.settings.jwt_audience,
             issuer=self.settings.jwt_issuer, options={"require": ["exp", "sub", "iss", "aud"]},
         )
         roles = claims.get("roles") or []
@@ -132,7 +162,13 @@ async def principal(request: Request) -> Principal:
         raise _unauthorized("a bearer token is required")
     verifier: TokenVerifier = request.app.state.verifier
     try:
-        found = verifier.verify(token.strip())
+        if verifier.jwks is None:
+            found = verifier.verify(token.strip())
+        else:  # may fetch the key set: not on the event loop
+            found = await run_in_threadpool(verifier.verify, token.strip())
+    except jwt.PyJWKClientConnectionError as exc:
+        raise HTTPException(503, f"the identity provider's keys cannot be read now: {exc}",
+                            headers={"Retry-After": "5"}) from None
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:

@@ -71,10 +71,17 @@ class Settings(BaseSettings):
     # /readyz answers 503 above this consumer lag (records).
     ready_max_lag: int = 10_000
 
-    # JWT: RS256. The development key pair lives under var/keys and is made on first use.
+    # JWT: RS256. The development key pair lives under var/keys and is made on first use;
+    # a public key file or a JWKS URL replaces it in production.
     jwt_private_key_path: Path | None = None
     jwt_public_key_path: Path | None = None
     jwt_issuer: str = "passerelle-dev"
+    # Production: the identity provider's JWKS (keys by `kid`; the set is cached this many seconds).
+    jwt_jwks_url: str = ""
+    jwt_jwks_lifespan: float = 300.0
+    # An unknown `kid` fetches the set again at most this often (tokens with made-up kids
+    # must not turn into a flood of requests to the provider).
+    jwt_jwks_cooldown: float = 30.0
     jwt_audience: str = "passerelle"
     # Master key wrapping the per-person data keys (base64, 32 bytes); made under var/keys when empty.
     master_key_path: Path | None = None
