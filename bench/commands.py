@@ -149,6 +149,15 @@ def cpu_total(load: Load) -> float:
     return round(sum(cpu_ms_per_op(load.cpu, load.ops).values()), 2)
 
 
+def ceiling_pct(cmd: Load, raw: Load, cores: int) -> float:
+    """The best ratio the measured CPU per request allows: every core busy with commands only.
+    Above the target, the path could meet it on this machine; below, no tuning of waits can."""
+    per_request_ms = cpu_total(cmd)
+    if not per_request_ms or not raw.ops_per_s:
+        return float("nan")
+    return min(100.0, 100 * (cores * 1000 / per_request_ms) / raw.ops_per_s)
+
+
 def per_op_text(load: Load) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms_per_op(load.cpu, load.ops).items())
 
@@ -324,6 +333,7 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
 
     details: dict[str, Any] = {"levels": []}
     figures: list[Figure] = []
+    cores = os.cpu_count() or 1
     for n in levels:
         log(f"command path, {n} client(s): {warmup:g} s warm-up + {duration:g} s")
         spy.start(intake.pid, infra.work_dir / f"profile-commands-{n}-intake.txt")
@@ -353,6 +363,9 @@ async def run(infra: Infra, stack: Any, *, levels: list[int], warmup: float, dur
                    note=f"during the command run: {short_cpu(cmd.cpu)}"),
             Figure(PART, f"N={n} CPU per request / per raw save", cpu_total(cmd), "ms",
                    note=f"request: {per_op_text(cmd)}; raw save: {per_op_text(raw4)} ({cpu_total(raw4):.2f} ms)"),
+            Figure(PART, f"N={n} ceiling of the ratio on {cores} cores", ceiling_pct(cmd, raw4, cores), "%",
+                   note="if the cores did nothing but this work: (cores / CPU per request) / raw saves per s, "
+                        "or 100 % when the raw save is the slower"),
         ]
         log(f"  N={n}: command {cmd.ops_per_s:.0f} req/s (p50 {c['p50_ms']} ms), raw/4 {raw4.ops_per_s:.0f} saves/s, "
             f"raw/1 {raw1.ops_per_s:.0f} saves/s -> {pct:.0f} %")
