@@ -119,13 +119,16 @@ class Consumer:
             self.running = True
             while not stop.is_set():
                 batches = await self._kafka.getmany(timeout_ms=200, max_records=200)
-                for tp, records in batches.items():
+                for records in batches.values():
                     for record in records:
                         async with self._lock:
                             await self.handle(record)
+                if batches:
+                    # Once per batch, all partitions together: this bookkeeping waits on the
+                    # database and the broker, and every record behind it waits too.
                     await self._record_unrecorded()
                     # Kafka's committed offsets are informational (lag tools); tracking is the truth.
-                    await self._kafka.commit({tp: records[-1].offset + 1})
+                    await self._kafka.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
                 await self._measure_lag()
         finally:
             self.running = False

@@ -115,10 +115,12 @@ class Projector:
         with self.engine.connect() as conn:
             return conn.execute(select(self.tracking.c.position).where(self.tracking.c.projection == name)).scalar() or 0
 
-    def catch_up(self) -> int:
-        """Apply every event not yet applied; returns how many were applied. Safe from any thread."""
+    def catch_up(self, *names: str) -> int:
+        """Apply every event not yet applied to the named projections (all by default); returns
+        how many were applied. Safe from any thread."""
+        chosen = [self.projections[name] for name in names] if names else list(self.projections.values())
         with self._lock:
-            return sum(self._catch_up(projection) for projection in self.projections.values())
+            return sum(self._catch_up(projection) for projection in chosen)
 
     def _catch_up(self, projection: Projection) -> int:
         applied = 0

@@ -27,7 +27,7 @@ from services.partners.domain import (
     PartnerKind,
     choose_partners,
 )
-from services.partners.projections import as_list, assignments, partners
+from services.partners.projections import Partners, as_list, assignments, partners
 from shared.projections import Projector
 from shared.settings import Settings
 from shared.store import CommandContext, ServiceApplication, acting, current_context
@@ -169,7 +169,7 @@ class PartnersApplication(ServiceApplication):
 
     def _choose(self, assignment: Assignment) -> Choice:
         projector = self._read_models()
-        projector.catch_up()  # every assignment saved so far counts in the caseloads
+        projector.catch_up(Partners.name)  # every assignment saved so far counts in the caseloads
         with projector.engine.connect() as conn:
             rows = conn.execute(select(partners).where(or_(
                 and_(partners.c.kind == PartnerKind.support_structure,
