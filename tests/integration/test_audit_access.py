@@ -19,8 +19,14 @@ from typing import Any
 import pytest
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
-from deploy.kafka_access import audit_acls, audit_principal, partner_acls, partner_group_prefix, \
-    partner_principal, service_acls
+from deploy.kafka_access import (
+    audit_acls,
+    audit_principal,
+    partner_acls,
+    partner_group_prefix,
+    partner_principal,
+    service_acls,
+)
 from services.audit.application import AuditApplication
 from services.audit.consumers import Replay
 from shared.checkpoint import load_signer
