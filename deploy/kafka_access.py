@@ -1,12 +1,13 @@
 """Who may do what on the secured Kafka profile (DESIGN §6): SCRAM principals and their ACLs.
 
-    python -m deploy.kafka_access services             the four services' principals and ACLs
+    python -m deploy.kafka_access services             the four services' principals, the audit's, their ACLs
     python -m deploy.kafka_access partner PARTNER_ID   a partner's principal and ACLs; prints its password
 
 Run by an administrator against a broker started with KAFKA_SECURITY=sasl (deploy/kafka.sh),
 with KAFKA_BOOTSTRAP_SERVERS, KAFKA_ADMIN_USER (default admin) and KAFKA_ADMIN_PASSWORD;
 PASSERELLE_TOPIC_PREFIX is honoured. A service's password comes from
-PASSERELLE_KAFKA_PASSWORD_<SERVICE>; a partner's from --password, else a new random one.
+PASSERELLE_KAFKA_PASSWORD_<SERVICE>, the audit's from PASSERELLE_KAFKA_PASSWORD_AUDIT; a
+partner's from --password, else a new random one.
 
 The layout (every name below carries the topic prefix; nothing else is allowed, since the
 broker's authorizer refuses whatever no ACL allows):
@@ -16,6 +17,9 @@ broker's authorizer refuses whatever no ACL allows):
   with its group `passerelle-<s>`, and parks their records in their `.dlq` topics.
 - partners also runs the partner feeds: reads every service's topic with the feed's group,
   writes (and creates) the `partner.*` topics under the feed's transactional id.
+- the audit (principal User:audit: the audit service and `make audit`) reads every service's
+  topic `<s>.events` and `audit.checkpoints` from offset 0, with no consumer group (it commits
+  nothing): READ and DESCRIBE on those topics, nothing else; it writes nowhere.
 - partner `<id>` (principal User:partner-<id>) reads `partner.<id>.events`, with consumer
   groups whose names start with `partner.<id>.`; nothing else.
 
@@ -53,8 +57,15 @@ class Allow:
         return "\t".join(("allow", self.principal, self.resource_type, self.pattern, self.name, self.operation))
 
 
+AUDIT = "audit"
+
+
 def service_principal(service: str) -> str:
     return service
+
+
+def audit_principal() -> str:
+    return AUDIT
 
 
 def partner_principal(partner_id: str) -> str:
@@ -92,6 +103,15 @@ def service_acls(service: str, prefix: str = "") -> list[Allow]:
     return acls
 
 
+def audit_acls(prefix: str = "") -> list[Allow]:
+    """What the audit's replay needs (services.audit.consumers): the topics' partitions and their
+    beginning and end offsets (DESCRIBE), their records (READ). No group: it assigns partitions
+    itself and commits no offsets."""
+    user = f"User:{audit_principal()}"
+    topics = [prefix + event_topic(s) for s in SERVICES] + [prefix + CHECKPOINTS_TOPIC]
+    return [Allow(user, "TOPIC", t, op) for t in topics for op in ("READ", "DESCRIBE")]
+
+
 def partner_acls(partner_id: str, prefix: str = "") -> list[Allow]:
     user = f"User:{partner_principal(partner_id)}"
     topic = prefix + partner_feed_topic(partner_id)
@@ -124,15 +144,16 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[1:2] == ["services"] and len(argv) == 2:
         users, acls = {}, []
-        for service in SERVICES:
-            password = os.environ.get(f"PASSERELLE_KAFKA_PASSWORD_{service.upper()}")
+        for name, principal, granted in [*((s, service_principal(s), service_acls(s, prefix)) for s in SERVICES),
+                                         (AUDIT, audit_principal(), audit_acls(prefix))]:
+            password = os.environ.get(f"PASSERELLE_KAFKA_PASSWORD_{name.upper()}")
             if not password:
-                print(f"PASSERELLE_KAFKA_PASSWORD_{service.upper()} is not set", file=sys.stderr)
+                print(f"PASSERELLE_KAFKA_PASSWORD_{name.upper()} is not set", file=sys.stderr)
                 return 2
-            users[service_principal(service)] = password
-            acls += service_acls(service, prefix)
+            users[principal] = password
+            acls += granted
         apply(bootstrap, users, acls, admin_user, admin_password)
-        print(f"{len(users)} service principals, {len(acls)} ACLs on {bootstrap}")
+        print(f"{len(users)} principals ({', '.join(users)}), {len(acls)} ACLs on {bootstrap}")
         return 0
     if argv[1:2] == ["partner"] and len(argv) in (3, 5):
         partner_id = argv[2]

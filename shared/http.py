@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -37,6 +37,19 @@ from shared.store import CommandContext, ServiceApplication, _context, _idempote
 log = logging.getLogger(__name__)
 
 
+class Worker(Protocol):
+    """Any other background job reading Kafka (e.g. partners' feeds), run and reported like the
+    consumers in /readyz and /metrics."""
+
+    name: str
+    running: bool  # connected and working
+    processed: int  # records read and done with, since start
+    published: int  # records written, since start
+    lag_by_partition: dict[str, int]  # "topic:partition" -> records not read yet
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
 @dataclass
 class Runtime:
     """Everything a service runs, wired once in its `main.py`."""
@@ -48,6 +61,7 @@ class Runtime:
     projector: Projector | None = None
     # Extra periodic jobs: (seconds, blocking function run in a thread).
     periodic: list[tuple[float, Callable[[], Any]]] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
     stop: asyncio.Event | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # Commands answered, by (route, status code): the commands/s of /metrics.
@@ -73,6 +87,8 @@ class Runtime:
             self.tasks.append(asyncio.create_task(self.relay.run(self.stop), name="relay"))
         for consumer in self.consumers:
             self.tasks.append(asyncio.create_task(consumer.run(self.stop), name=f"consumer {consumer.topics}"))
+        for worker in self.workers:
+            self.tasks.append(asyncio.create_task(worker.run(self.stop), name=worker.name))
         for seconds, job in self.periodic:
             self.tasks.append(asyncio.create_task(self._every(seconds, job), name=f"every {seconds}s"))
 
@@ -285,7 +301,8 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
 
     @api.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
-        """Ready: the store answers, Kafka is connected, the consumers' lag is under the bound."""
+        """Ready: the store answers, Kafka is connected, the consumers' and other background jobs'
+        lag is under the bound."""
         checks: dict[str, Any] = {}
         ready = True
         try:
@@ -305,12 +322,18 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
                 checks[f"consumer {topics}"] = "ok" if consumer.running else "not connected"
                 checks[f"consumer_lag {topics}"] = consumer.lag
                 ready = ready and consumer.running and consumer.lag <= settings.ready_max_lag
+            for worker in runtime.workers:
+                lag = sum(worker.lag_by_partition.values())
+                checks[worker.name] = "ok" if worker.running else "not connected"
+                checks[f"{worker.name}_lag"] = lag
+                ready = ready and worker.running and lag <= settings.ready_max_lag
         return Response(json.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503,
                         media_type="application/json")
 
     @api.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus text format: relay lag, consumer lag, records processed and parked, commands."""
+        """Prometheus text format: relay lag, consumer lag, records processed and parked, other
+        background jobs' state and lag, commands."""
         lines = []
 
         def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
@@ -329,6 +352,16 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
                [(f'{{{service},topics="{",".join(c.topics)}"}}', c.processed) for c in runtime.consumers])
         metric("consumer_parked_total", "counter", "records parked in the dead-letter topic since start",
                [(f'{{{service},topics="{",".join(c.topics)}"}}', c.parked) for c in runtime.consumers])
+        if runtime.workers:
+            metric("worker_running", "gauge", "1 when the background job is connected and working",
+                   [(f'{{{service},worker="{w.name}"}}', int(w.running)) for w in runtime.workers])
+            metric("worker_lag_records", "gauge", "records on Kafka the background job has not read yet",
+                   [(f'{{{service},worker="{w.name}",partition="{p}"}}', lag)
+                    for w in runtime.workers for p, lag in w.lag_by_partition.items()])
+            metric("worker_processed_total", "counter", "records the background job read and is done with",
+                   [(f'{{{service},worker="{w.name}"}}', w.processed) for w in runtime.workers])
+            metric("worker_published_total", "counter", "records the background job wrote",
+                   [(f'{{{service},worker="{w.name}"}}', w.published) for w in runtime.workers])
         metric("commands_total", "counter", "commands answered, by route and status",
                [(f'{{{service},route="{route}",status="{status}"}}', n) for (route, status), n in sorted(runtime.commands.items())])
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

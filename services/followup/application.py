@@ -10,7 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from services.followup import indicators
 from services.followup.domain import FollowUp, Outcome, Stage, VisitReport, VisitRules
 from services.followup.projections import facts, followups, planned_visits
+from shared.conflicts import retry_on_conflict
 from shared.domain import NotFound
 from shared.projections import Projector
 from shared.settings import Settings
@@ -27,6 +28,7 @@ from shared.store import CommandContext, ServiceApplication, acting, current_con
 from shared.telemetry import traced
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def utc_today() -> date:
@@ -98,41 +100,41 @@ class FollowupApplication(ServiceApplication):
             raise NotFound("follow-up", project_id)
         return found
 
+    def _decide(self, project_id: UUID, decide: Callable[[FollowUp], T]) -> tuple[FollowUp, T]:
+        """A command on a follow-up: load it, decide, save what the decision recorded (nothing, when
+        it recorded nothing). Visits from several devices, an officer, the scheduler and the
+        consumers all write to one follow-up: when another save lands between this load and this
+        save, load again and decide again on the new version (the next planned visit, the open
+        alerts, a visit that is now a duplicate); a rule the new version breaks is refused then."""
+
+        def attempt() -> tuple[FollowUp, T]:
+            followup = self.get_followup(project_id)
+            outcome = decide(followup)
+            if followup.pending_events:
+                self.save(followup)
+            return followup, outcome
+
+        return retry_on_conflict(attempt)
+
     def launch(self, project_id: UUID, launched_on: date, legal_form: str, registration: str, initial_jobs: int,
                own_contribution_cents: int | None) -> FollowUp:
-        followup = self.get_followup(project_id)
-        followup.launch_business(launched_on=launched_on, legal_form=legal_form, registration=registration,
-                                 initial_jobs=initial_jobs, own_contribution_cents=own_contribution_cents,
-                                 today=self.today())
-        self.save(followup)
-        return followup
+        return self._decide(project_id, lambda followup: followup.launch_business(
+            launched_on=launched_on, legal_form=legal_form, registration=registration, initial_jobs=initial_jobs,
+            own_contribution_cents=own_contribution_cents, today=self.today()))[0]
 
     @traced("followup log_visit")
     def log_visit(self, project_id: UUID, visit_id: str, report: VisitReport) -> tuple[FollowUp, str]:
         """Returns the follow-up and "logged", "duplicate" (nothing written) or "conflict"."""
-        followup = self.get_followup(project_id)
-        outcome = followup.log_visit(visit_id, report, self.today())
-        if outcome != "duplicate":
-            self.save(followup)
-        return followup, outcome
+        return self._decide(project_id, lambda followup: followup.log_visit(visit_id, report, self.today()))
 
     def resolve_conflict(self, project_id: UUID, visit_id: str, keep: str) -> FollowUp:
-        followup = self.get_followup(project_id)
-        followup.resolve_conflict(visit_id, keep)
-        self.save(followup)
-        return followup
+        return self._decide(project_id, lambda followup: followup.resolve_conflict(visit_id, keep))[0]
 
     def complete(self, project_id: UUID, outcome: Outcome | str, completed_on: date) -> FollowUp:
-        followup = self.get_followup(project_id)
-        followup.complete(outcome, completed_on, self.today())
-        self.save(followup)
-        return followup
+        return self._decide(project_id, lambda followup: followup.complete(outcome, completed_on, self.today()))[0]
 
     def record_survey(self, project_id: UUID, report: VisitReport) -> FollowUp:
-        followup = self.get_followup(project_id)
-        followup.record_survey(report, self.today())
-        self.save(followup)
-        return followup
+        return self._decide(project_id, lambda followup: followup.record_survey(report, self.today()))[0]
 
     # --- the overdue scheduler -------------------------------------------------------------
 

@@ -233,7 +233,13 @@ Outgoing = tuple[str, bytes, bytes]
 
 
 class PartnerFeed:
-    """The job: upstream records in, partners' records out, one Kafka transaction per batch."""
+    """The job: upstream records in, partners' records out, one Kafka transaction per batch.
+
+    Reported in /readyz and /metrics as a background worker (shared.http.Worker): whether it
+    runs, its lag per upstream partition, the records it read and published.
+    """
+
+    name = "partner_feed"
 
     def __init__(self, app: Any, settings: Settings, *, max_records: int = 200, replication: int = 1):
         self.app = app
@@ -246,6 +252,9 @@ class PartnerFeed:
         self.transactional_id = self.group_id = settings.topic(FEED_NAME)
         self.max_records = max_records
         self.published = 0
+        self.processed = 0  # upstream records read, in committed transactions
+        self.running = False
+        self.lag_by_partition: dict[str, int] = {}
         self._partner_topics: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -284,14 +293,27 @@ class PartnerFeed:
             await producer.start()
             await consumer.start()
             consumer.assign(await self._partitions(admin))
+            self.running = True
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.max_records)
+                await self._measure_lag(consumer)
                 if batches:
                     await self._feed(admin, producer, batches)
         finally:
+            self.running = False
             await consumer.stop()
             await producer.stop()
             await admin.close()
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Records not read yet, per partition: up to the last stable offset the broker gave with its
+        last fetch (read_committed), from the position after what was just read."""
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is not None:
+                self.lag_by_partition[f"{tp.topic}:{tp.partition}"] = max(0, end - await consumer.position(tp))
 
     async def _partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
         """Every partition of the upstream topics: one job reads them all, no group rebalancing."""
@@ -315,6 +337,7 @@ class PartnerFeed:
             await producer.send_offsets_to_transaction(
                 {tp: records[-1].offset + 1 for tp, records in batches.items()}, self.group_id)
         self.published += len(outgoing)
+        self.processed += sum(len(records) for records in batches.values())
 
     async def before_commit(self, count: int) -> None:
         """Called in each transaction once its records are on the broker, before the commit

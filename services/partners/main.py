@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -28,19 +26,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 ASSIGN_PENDING_EVERY_SECONDS = 5.0
 
 
-@dataclass
-class PartnersRuntime(Runtime):
-    """The kernel's runtime, plus the partner feeds job (in every process that does background work)."""
-
-    feed: PartnerFeed | None = None
-
-    async def start(self) -> None:
-        await super().start()
-        if self.feed is not None and self.settings.role != "api":
-            self.tasks.append(asyncio.create_task(self.feed.run(self.stop), name="partner feeds"))
-
-
-def build(settings: Settings | None = None) -> PartnersRuntime:
+def build(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings(service="partners")
     engine = views_engine(settings)
     with schema_lock(settings):  # other processes of this service may be starting too
@@ -49,7 +35,7 @@ def build(settings: Settings | None = None) -> PartnersRuntime:
     projector = Projector(app, engine, projections.metadata, projections.PROJECTIONS,
                           poll_interval=settings.poll_interval)
     app.use_read_models(projector)  # assignment decisions read the caseloads
-    return PartnersRuntime(
+    return Runtime(
         settings=settings,
         app=app,
         relay=Relay(app, settings.topic(event_topic("partners")), batch_size=settings.relay_batch_size,
@@ -58,7 +44,8 @@ def build(settings: Settings | None = None) -> PartnersRuntime:
                             max_attempts=settings.consumer_max_attempts)],
         projector=projector,
         periodic=[(ASSIGN_PENDING_EVERY_SECONDS, app.assign_pending)],
-        feed=PartnerFeed(app, settings),
+        # The partner feeds job, in every process that does background work (/readyz, /metrics).
+        workers=[PartnerFeed(app, settings)],
     )
 
 

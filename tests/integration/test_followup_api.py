@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi.testclient import TestClient
 
+from services.followup.application import FollowupApplication
+from services.followup.domain import VisitReport
 from services.followup.main import build, create_app
+from shared.store import CommandContext, acting
 from shared.envelope import CloudEvent, record_from_state
 from tests.conftest import bearer
 from tests.integration.kafka_tools import read_all
@@ -414,6 +418,76 @@ def test_broken_rules_are_409_and_unknown_dossiers_404(service):
     service.launch(project_id)
     assert assert_problem(service.post(project_id, "launch", {"launched_on": "2026-02-01", "legal_form": "GIE",
                                                               "registration": "R"}), 409)["rule"] == "launch_once"
+
+
+def test_concurrent_visits_on_one_follow_up_are_all_logged(service):
+    """Eight visits to one follow-up at once, from three "processes": the service over HTTP and
+    two more applications on the same store, as API processes beside each other would be. Each
+    command that loses the store's optimistic-concurrency race loads the follow-up again and
+    decides again (the next planned visit, alerts): none is refused, none is lost."""
+    service.publish(("funding", "ProgrammeRulesPublished", str(uuid.uuid4()), 2, PAID_AT - timedelta(days=400),
+                     {"version": "2026-1", "return_aid": {}, "min_planned_jobs": 1,
+                      "countries": {"SN": {"in_programme": True, "visit_months": list(range(1, 13))}}}))
+    service.rules_published = True
+    project_id = service.financed_dossier()
+    service.launch(project_id, "2026-02-01")
+    others = [FollowupApplication(service.settings, today=service.clock) for _ in range(2)]
+    count = 8
+    start = threading.Barrier(count)
+    outcomes: dict[str, Any] = {}
+
+    def over_http(n: int) -> None:
+        start.wait()
+        r = service.post(project_id, "visits", visit(f"tablet-{n}:1", "2026-02-02"))
+        outcomes[f"tablet-{n}:1"] = r.json().get("result") if r.status_code == 201 else (r.status_code, r.text)
+
+    def in_process(app: FollowupApplication, n: int) -> None:
+        report = VisitReport.checked(date(2026, 2, 2), "active", 2, 1, "150_to_500", "ok", "")
+        start.wait()
+        try:
+            with acting(CommandContext(actor=f"partner:{OPERATOR}")):
+                outcomes[f"tablet-{n}:1"] = app.log_visit(uuid.UUID(project_id), f"tablet-{n}:1", report)[1]
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcomes[f"tablet-{n}:1"] = repr(exc)
+
+    threads = [threading.Thread(target=over_http, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=in_process, args=(others[n % 2], n)) for n in range(3, count)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for app in others:
+            app.close()
+    assert outcomes == {f"tablet-{n}:1": "logged" for n in range(count)}, outcomes
+    shown = service.get(project_id).json()
+    assert sorted(v["visit_id"] for v in shown["visits"]) == sorted(outcomes)
+    # Each took the next planned visit in turn: the first eight months, once each.
+    assert sorted(v["visit_number"] for v in shown["visits"]) == list(range(1, count + 1))
+    assert [p["state"] for p in shown["plan"]][count:] == ["planned"] * (12 - count) and shown["stage"] != "completed"
+
+
+def test_concurrent_launches_launch_once_and_the_others_are_refused_by_the_rule(service):
+    """The losers of the race load the launched follow-up again: the rule refuses them (409 naming
+    `launch_once`), not the store (a bare concurrent-modification 409)."""
+    project_id = service.financed_dossier()
+    start = threading.Barrier(4)
+    answers: list[tuple[int, Any]] = []
+
+    def launch(n: int) -> None:
+        start.wait()
+        r = service.post(project_id, "launch", {"launched_on": "2026-02-01", "legal_form": "GIE",
+                                                "registration": f"R-{n}", "initial_jobs": 1})
+        answers.append((r.status_code, r.json().get("rule") if r.status_code == 409 else r.json().get("stage")))
+
+    threads = [threading.Thread(target=launch, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers, key=str) == [(200, "launched")] + [(409, "launch_once")] * 3, answers
+    assert [t["type"] for t in service.get(project_id).json()["timeline"]].count("BusinessLaunched") == 1
 
 
 def test_the_same_idempotency_key_replays_the_first_answer(service):

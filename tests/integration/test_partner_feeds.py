@@ -30,8 +30,9 @@ from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFai
 
 from deploy.kafka_access import partner_acls, partner_group_prefix, partner_principal, service_acls
 from services.partners.feeds import PartnerFeed
-from services.partners.main import PartnersRuntime, build
+from services.partners.main import build
 from shared.envelope import record_from_state, record_from_stored_json
+from shared.http import Runtime
 from shared.settings import Settings
 from shared.topics import SERVICES, Topic, create_topics, event_topic, partner_feed_topic
 from tests.conftest import create_database, drop_database
@@ -68,7 +69,7 @@ class World:
 
     kafka: SecuredKafka
     settings: Settings  # as the partners principal
-    runtime: PartnersRuntime
+    runtime: Runtime
     prefix: str
 
     @property

@@ -6,6 +6,9 @@ consumer's handler directly: the Kafka round trip is the end-to-end tests' busin
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -15,11 +18,13 @@ from eventsourcing.persistence import Tracking
 from fastapi.testclient import TestClient
 
 from services.partners import consumers
+from services.partners.feeds import PartnerFeed
 from services.partners.main import create_app
-from shared.envelope import CloudEvent
+from shared.envelope import CloudEvent, record_from_state
 from shared.http import Runtime
 from shared.store import event_metadata, processing
 from tests.conftest import bearer
+from tests.integration.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
 
@@ -453,3 +458,63 @@ def test_the_api_is_documented(service):
                  "/v1/partners/{partner_id}/accreditation", "/v1/partners/{partner_id}/coverage",
                  "/v1/assignments/{project_id}", "/v1/caseloads"):
         assert path in paths
+
+
+# --- the partner feeds job in the operations endpoints -------------------------------------------
+
+
+class HeldFeed(PartnerFeed):
+    """The partner feeds job, held inside each transaction until the test lets it go."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.go = threading.Event()
+        self.held = threading.Event()
+
+    async def before_commit(self, count: int) -> None:
+        self.held.set()
+        while not self.go.is_set():
+            await asyncio.sleep(0.05)
+
+
+def test_the_partner_feed_shows_its_state_and_lag_in_readyz_and_metrics(make_settings):
+    settings = make_settings("partners", ready_max_lag=10)
+    dossier = uuid.uuid4()
+    # 30 upstream records of one dossier (one partition); the job reads them 5 at a time.
+    records = [record_from_state("intake", "TrainingRecorded", 1, dossier, n + 1,
+                                 {"timestamp": datetime.now(timezone.utc), "course": "gestion", "hours": n,
+                                  "completed_on": "2026-11-20"}, n)[1] for n in range(30)]
+    asyncio.run(produce(settings.kafka_bootstrap_servers, settings.topic("intake.events"),
+                        [(str(dossier).encode(), value) for value in records]))
+    api = create_app(settings)
+    runtime: Runtime = api.state.runtime
+    feed = HeldFeed(runtime.app, settings, max_records=5)
+    runtime.workers = [feed]
+    service = f'service="partners",worker="{feed.name}"'
+
+    with TestClient(api) as client:
+        assert feed.held.wait(30), "the feed job never reached its first transaction"
+        # Everything else is ready (the consumer read the 30 records): the feed job's lag holds it back.
+        deadline = time.monotonic() + 30
+        while (checks := client.get("/readyz").json()["checks"])["relay"] != "ok" or any(
+                v != 0 for k, v in checks.items() if k.startswith("consumer_lag")):
+            assert time.monotonic() < deadline, checks
+            time.sleep(0.1)
+        held = client.get("/readyz")
+        assert held.status_code == 503, held.text
+        assert (held.json()["checks"]["partner_feed"], held.json()["checks"]["partner_feed_lag"]) == ("ok", 25)
+        metrics = client.get("/metrics").text
+        assert f"passerelle_worker_running{{{service}}} 1" in metrics
+        lags = [line for line in metrics.splitlines() if line.startswith("passerelle_worker_lag_records{")]
+        assert [line.rsplit(" ", 1)[1] for line in lags if not line.endswith(" 0")] == ["25"], lags
+        assert f"passerelle_worker_processed_total{{{service}}} 0" in metrics
+
+        feed.go.set()  # it catches up: ready again under the bound, then nothing left to read
+        done = f"passerelle_worker_processed_total{{{service}}} 30"
+        deadline, metrics = time.monotonic() + 30, ""
+        while (ready := client.get("/readyz")).status_code != 200 or ready.json()["checks"]["partner_feed_lag"] \
+                or done not in (metrics := client.get("/metrics").text):
+            assert time.monotonic() < deadline, (ready.text, metrics)
+            time.sleep(0.1)
+        assert f"passerelle_worker_published_total{{{service}}} 0" in metrics  # the dossier has no partners
+    assert not feed.running
