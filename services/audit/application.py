@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.audit.domain import Problem, ServiceLog
-from services.audit.domain import content_hash, read_record  # noqa: F401 (where they were first; now in domain)
+from services.audit.records import content_hash, read_record  # noqa: F401 (where they were first)
 from services.audit.projections import Ledger, compare
 from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
 from shared.domain import InvalidValue, NotFound

@@ -11,7 +11,7 @@ one per core by default, `Settings.audit_readers`): taking a record from aiokafk
 costs about as much CPU as checking its hash, and together they were more than one
 core does at the rate Kafka serves records (issue 5 §8). Each reader is its own
 aiokafka consumer (no group) of a disjoint share of the partitions; it checks every
-record's leaf hash from its bytes (`domain.read_record`), parses funding's decisions
+record's leaf hash from its bytes (`records.read_record`), parses funding's decisions
 for the ledger, and sends what it found, compactly, to this process: timestamp, place
 (partition, offset), sequence, claimed leaf hash, event id, whether the hash is the
 content's, the ledger's event; checkpoint records as they are. This process puts the
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.audit.domain import read_record
+from services.audit.records import read_record
 from services.audit.projections import Ledger
 
 if TYPE_CHECKING:  # the readers import this module: it imports nothing they do not need (they start faster)
