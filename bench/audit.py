@@ -8,8 +8,10 @@ events of each log. Then, in the same run:
 - raw: an aiokafka consumer (no group) reads every record of those topics from offset 0
   to the end, doing nothing with them;
 - audit: `services.audit.consumers.Replay.replay_once`, the very replay of the audit
-  service and `make audit`: every record's leaf hash checked, every tree rebuilt, every
-  checkpoint's signature and root verified. It must find no problem.
+  service and `make audit`: every record's leaf hash checked (in the reader processes, one
+  per core, each its own consumer of a share of the partitions), every tree rebuilt, every
+  checkpoint's signature and root verified (in this process). It must find no problem. The
+  readers' CPU is counted when they end (CpuMeter: this process's children).
 
 Targets (issue 5): audit >= 50 % of raw; 1,000,000 events in 60 s or less.
 """

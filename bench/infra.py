@@ -287,6 +287,11 @@ def _machine_jiffies() -> tuple[int, int]:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
+def _children_seconds() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def _process_jiffies() -> dict[int, tuple[str, int]]:
     """pid -> (what it is, CPU jiffies used so far)."""
     out = {}
@@ -347,7 +352,7 @@ class CpuMeter:
     _start: Any = None
 
     def start(self) -> CpuMeter:
-        self._start = (time.perf_counter(), _machine_jiffies(), _process_jiffies())
+        self._start = (time.perf_counter(), _machine_jiffies(), _process_jiffies(), _children_seconds())
         return self
 
     def _label(self, pid: int, comm: str) -> str:
@@ -362,7 +367,7 @@ class CpuMeter:
         return f"others: {comm}"
 
     def stop(self) -> dict[str, Any]:
-        t0, (busy0, total0), procs0 = self._start
+        t0, (busy0, total0), procs0, children0 = self._start
         t1, (busy1, total1), procs1 = time.perf_counter(), _machine_jiffies(), _process_jiffies()
         wall = t1 - t0
         groups: dict[str, float] = defaultdict(float)
@@ -372,6 +377,11 @@ class CpuMeter:
             used = (jiffies - procs0[pid][1]) / _TICK
             if used > 0:
                 groups[self._label(pid, comm)] += used
+        # Processes this one started and waited for during the interval (the audit's readers): gone from
+        # /proc, their CPU is in this process's children's times.
+        children = _children_seconds() - children0
+        if children > 0:
+            groups["bench's child processes (ended)"] += children
         top = sorted(groups.items(), key=lambda kv: -kv[1])
         others = sum(v for k, v in top if k.startswith("others"))
         return {

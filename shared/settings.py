@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # The audit's trusted keys: verifier keys (`GET /v1/keys`' verifier_key), comma separated.
     # Empty: the development keys under keys_dir (never in production).
     audit_verifier_keys: str = ""
+    # The audit's reader processes (each its own Kafka consumer of a share of the partitions, checking
+    # the records' hashes): 0 is one per core.
+    audit_readers: int = 0
 
     cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     max_body_bytes: int = 64 * 1024

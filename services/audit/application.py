@@ -7,19 +7,16 @@ keys: on every start it replays every topic from offset 0 (consumers.py).
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
 import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from services.audit.domain import Problem, ServiceLog
+from services.audit.records import content_hash, read_record  # noqa: F401 (where they were first)
 from services.audit.projections import Ledger, compare
 from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
 from shared.domain import InvalidValue, NotFound
-from shared.envelope import canonical_json
 from shared.settings import Settings
 from shared.topics import SERVICES
 
@@ -32,47 +29,6 @@ def trusted_keys(settings: Settings) -> dict[str, bytes]:
     # Development: the keys the services make for themselves under the same keys_dir.
     signers = [load_signer(settings.model_copy(update={"service": service})) for service in SERVICES]
     return {s.name: s.public_key for s in signers}
-
-
-def content_hash(envelope: dict[str, Any]) -> bytes:
-    """The leaf hash of an envelope: sha256(0x00 || JCS(envelope without leafhash))."""
-    leaf = {k: v for k, v in envelope.items() if k != "leafhash"}
-    return hashlib.sha256(b"\x00" + canonical_json(leaf)).digest()
-
-
-# The end of every record the relays write: canonical JSON sorts "id", "leafhash" and
-# "sequence" after "data", the only member that holds nested values.
-_TAIL = re.compile(rb',"id":"([0-9a-f-]{36})","leafhash":"([0-9a-f]{64})","sequence":(0|[1-9][0-9]*),"source":"')
-_TAIL_START = len(b',"id":"') + 36 + 1  # from the id member to the leafhash member
-_LEAFHASH_MEMBER = len(b',"leafhash":"') + 64 + 1
-
-
-def read_record(value: bytes) -> tuple[int, bytes, str, bool]:
-    """(sequence, claimed leaf hash, CloudEvent id, whether the hash is the hash of the content).
-
-    A record is its leaf's canonical JSON with `"leafhash":"<hex>"` in its sorted place:
-    hashing the bytes without that member checks it, with no JSON parsing nor serializing.
-    A record in any other form is parsed and gets the full RFC 8785 computation.
-    Raises ValueError for what is not an event of a log at all.
-    """
-    at = value.rfind(b',"leafhash":"')
-    match = _TAIL.match(value, at - _TAIL_START) if at >= _TAIL_START else None
-    if match is not None:
-        event_id, claimed, sequence = match.group(1).decode(), bytes.fromhex(match.group(2).decode()), int(match.group(3))
-        digest = hashlib.sha256(b"\x00")
-        view = memoryview(value)
-        digest.update(view[:at])
-        digest.update(view[at + _LEAFHASH_MEMBER:])
-        if digest.digest() == claimed:
-            return sequence, claimed, event_id, True
-    try:
-        envelope = orjson.loads(value)
-        sequence, claimed, event_id = envelope["sequence"], bytes.fromhex(envelope["leafhash"]), envelope["id"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"not a CloudEvent of a log ({exc})") from exc
-    if type(sequence) is not int or len(claimed) != 32 or type(event_id) is not str:
-        raise ValueError("sequence, leafhash or id malformed")
-    return sequence, claimed, event_id, content_hash(envelope) == claimed
 
 
 class AuditApplication:
@@ -96,28 +52,27 @@ class AuditApplication:
 
     # --- what the records say -------------------------------------------------------------
 
-    def record_event(self, service: str, value: bytes, where: str) -> None:
-        """A record of `<service>.events`."""
-        self.record_events([(service, value, where)])
-
-    def record_events(self, records: list[tuple[str, bytes, str]]) -> None:
-        """Records of the services' topics, (service, value, where) in the order they were written."""
-        read = []
-        for service, value, where in records:
-            try:
-                read.append((service, where, read_record(value)))
-            except ValueError as exc:
-                read.append((service, where, exc))
-        ledger_events = [orjson.loads(value) for (service, value, _), (_, _, found) in zip(records, read)
-                         if service == "funding" and not isinstance(found, ValueError) and found[3]]
+    def record_read(self, service: str, rows: list[tuple[Any, ...]], where: Callable[[Any], str]) -> None:
+        """Records of a service's topic as the replay's readers read them, in the order they were
+        written; each a tuple that ends with what the reader found (consumers.examine): what the
+        record claims (sequence, leaf hash, event id, whether the hash is the hash of its content)
+        or why it is no event of a log at all, then the event when the ledger takes it (a verified
+        record of funding's; else None). `where(row)` names a record in a problem."""
         with self._lock:
-            for service, where, found in read:
-                log = self._log(service)
-                if isinstance(found, ValueError):
-                    log.problem("modified", None, f"{where} is not a CloudEvent of the log: {found}")
-                else:
-                    sequence, claimed, event_id, matches = found
-                    log.record_event(sequence, claimed, matches, where, event_id)
+            log = self._log(service)
+            ledger_events = []
+
+            def events() -> Iterator[tuple[int, bytes, str, bool, Any]]:
+                for row in rows:
+                    found, event = row[-2], row[-1]
+                    if type(found) is str:
+                        log.problem("modified", None, f"{where(row)} is not a CloudEvent of the log: {found}")
+                        continue
+                    if event is not None:
+                        ledger_events.append(event)
+                    yield *found, row
+
+            log.record_events(events(), where)
             for event in ledger_events:
                 self.ledger.record(event)
 

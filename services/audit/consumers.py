@@ -5,31 +5,169 @@ read itself, so each start reads everything again. The replay is "caught up"
 when a fresh look at the end offsets finds nothing unread; only then is a
 checkpoint whose events never came reported missing (a checkpoint is published
 after its events are acknowledged, so they are on Kafka before it).
+
+Reading is shared between reader processes (`python -m services.audit.consumers`,
+one per core by default, `Settings.audit_readers`): taking a record from aiokafka
+costs about as much CPU as checking its hash, and together they were more than one
+core does at the rate Kafka serves records (issue 5 §8). Each reader is its own
+aiokafka consumer (no group) of a disjoint share of the partitions; it checks every
+record's leaf hash from its bytes (`records.read_record`), parses funding's decisions
+for the ledger, and sends what it found, compactly, to this process: timestamp, place
+(partition, offset), sequence, claimed leaf hash, event id, whether the hash is the
+content's, the ledger's event; checkpoint records as they are. This process puts the
+records of each log back in the order they were written (`_Order`), then grows the
+trees, checks the checkpoints' signatures and roots and keeps the ledger
+(`AuditApplication`), as a single process did: nothing is checked less.
+
+A reader stops when its standard input ends (this process stopped it, or died).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import json
 import logging
+import os
+import pickle
+import struct
+import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from services.audit.application import AuditApplication
-from shared.settings import Settings
-from shared.topics import CHECKPOINTS_TOPIC, SERVICES, event_topic
+from services.audit.records import read_record
+from services.audit.projections import Ledger
+
+if TYPE_CHECKING:  # the readers import this module: it imports nothing they do not need (they start faster)
+    from services.audit.application import AuditApplication
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Every aiokafka consumer of the replay: no group, from the first offset, large fetches.
+CONSUMER_OPTIONS: dict[str, Any] = {
+    "group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+    "fetch_max_bytes": 16 * 1024 * 1024, "max_partition_fetch_bytes": 1024 * 1024,
+}
+# A reader's message to this process: its length, then its pickle.
+_FRAME = struct.Struct(">I")
+_TIMESTAMP = itemgetter(0)
+# Where `services` is, for the readers' `python -m`.
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def examine(service: str, value: bytes) -> tuple[tuple[int, bytes, str, bool] | str, dict[str, Any] | None]:
+    """What a reader finds in a record of a service's topic: (sequence, claimed leaf hash, event id,
+    whether the hash is the hash of the content), or why it is no event of a log at all; and the
+    event itself when it is a verified record of funding's that the ledger keeps."""
+    try:
+        found = read_record(value)
+    except ValueError as exc:
+        return str(exc), None
+    if service == "funding" and found[3]:
+        event = orjson.loads(value)
+        return found, event if Ledger.concerns(event) else None
+    return found, None
+
+
+@dataclass
+class _Partition:
+    """A partition of the replay, as far as the readers have told."""
+
+    topic: str
+    partition: int
+    service: str | None  # None: audit.checkpoints
+    start: int
+    end: int  # the end offset last seen (replay_once: where it ended when the replay began)
+    position: int
+    last_timestamp: int = -1  # of the last record read
+
+    @property
+    def drained(self) -> bool:
+        return self.position >= self.end
+
+
+class _Order:
+    """The records of each log back in the order they were written, as far as the records tell
+    (their timestamps, then topic, partition and offset): when two records claim one place, the
+    earlier is taken as the original.
+
+    The readers send each partition's records in offset order, but one partition may be read
+    ahead of another. A record is given out once no record still unread of its log can come
+    before it: its timestamp is older than the last one read from each partition of that log
+    (and of `audit.checkpoints`) that is not read to its end. Only records of the same log are
+    ordered: the logs are independent. Memory: what one partition is read ahead of another.
+    """
+
+    def __init__(self, partitions: list[_Partition]):
+        self.partitions = partitions  # sorted by (topic, partition): a row's index orders as they do
+        checkpoints = [i for i, p in enumerate(partitions) if p.service is None]
+        self.sources: dict[str, list[int]] = {}
+        for i, p in enumerate(partitions):
+            if p.service is not None:
+                self.sources.setdefault(p.service, list(checkpoints)).append(i)
+        self.checkpoints = checkpoints
+        self.waiting: dict[str, dict[int, list[tuple[Any, ...]]]] = {}  # log -> partition -> rows, offset order
+        self.pending = 0
+
+    def add(self, index: int, rows: list[tuple[Any, ...]]) -> None:
+        partition = self.partitions[index]
+        if partition.service is None:  # a checkpoint belongs to the log its key names
+            for row in rows:
+                service = (row[3] or b"").decode(errors="replace")
+                self.waiting.setdefault(service, {}).setdefault(index, []).append(row)
+        else:
+            self.waiting.setdefault(partition.service, {}).setdefault(index, []).extend(rows)
+        partition.last_timestamp = rows[-1][0]
+        self.pending += len(rows)
+
+    def ready(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The rows that can be applied now: per log, in the order written."""
+        out: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for service, queues in self.waiting.items():
+            sources = self.sources.get(service, self.checkpoints)
+            bound = min((self.partitions[i].last_timestamp for i in sources if not self.partitions[i].drained),
+                        default=None)
+            taken: list[tuple[Any, ...]] = []
+            for rows in queues.values():
+                cut = len(rows) if bound is None else bisect.bisect_left(rows, bound, key=_TIMESTAMP)
+                if cut:
+                    taken += rows[:cut]
+                    del rows[:cut]
+            if taken:
+                taken.sort()  # (timestamp, partition index, offset, ...): runs already sorted, a merge
+                out.append((service, taken))
+                self.pending -= len(taken)
+        return out
+
+
+def _shares(partitions: list[_Partition], indexes: list[int], readers: int) -> list[list[int]]:
+    """The partitions among the readers, the largest first to the least loaded."""
+    loads: list[tuple[int, list[int]]] = [(0, []) for _ in range(max(1, min(readers, len(indexes))))]
+    for i in sorted(indexes, key=lambda i: partitions[i].start - partitions[i].end):
+        load, share = min(loads, key=itemgetter(0))
+        share.append(i)
+        loads[loads.index((load, share))] = (load + partitions[i].end - partitions[i].start, share)
+    return [share for _, share in loads if share]
+
 
 class Replay:
-    def __init__(self, app: AuditApplication, settings: Settings, *, batch: int = 5000):
+    def __init__(self, app: AuditApplication, settings: Settings, *, batch: int = 5000, readers: int | None = None):
+        from shared.topics import CHECKPOINTS_TOPIC, SERVICES, event_topic
+
         self.app = app
         self.settings = settings
         self.batch = batch
+        self.readers = readers or settings.audit_readers or os.cpu_count() or 1
         self.services = {settings.topic(event_topic(s)): s for s in SERVICES}
         self.checkpoints = settings.topic(CHECKPOINTS_TOPIC)
         self.topics = [*self.services, self.checkpoints]
@@ -54,64 +192,103 @@ class Replay:
                 log.exception("audit replay failed; starting again from offset 0 in 1 s")
                 await asyncio.sleep(1.0)
 
-    @contextlib.asynccontextmanager
-    async def _from_the_start(self) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
-        """A consumer of every partition, at offset 0, and the audit's state forgotten."""
-        consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(), group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
-        await consumer.start()
-        try:
-            partitions = await self._partitions()
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            self.app.reset()
-            self.processed = 0
-            yield consumer, partitions
-        finally:
-            await consumer.stop()
-
     async def replay_once(self, progress: Callable[[dict[str, tuple[int, int]]], None] | None = None) -> None:
         """Read every topic up to where it ends now, then settle and return (the command line).
         `progress` gets, per topic, (records read, records to read)."""
-        async with self._from_the_start() as (consumer, partitions):
-            starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
-            while True:
-                positions = {tp: await consumer.position(tp) for tp in partitions}
+        async with self._from_the_start(until_end=True) as (partitions, frames, readers):
+            order = _Order(partitions)
+            ended: set[int] = set()
+            while len(ended) < readers:
                 if progress:
-                    done: dict[str, tuple[int, int]] = {}
-                    for tp in partitions:
-                        read, total = done.get(tp.topic, (0, 0))
-                        done[tp.topic] = (read + min(positions[tp], ends[tp]) - starts[tp], total + ends[tp] - starts[tp])
-                    progress(done)
-                if all(positions[tp] >= ends[tp] for tp in partitions):
-                    break
-                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
-                if batches:
-                    await asyncio.to_thread(self._apply, batches)
-            await asyncio.to_thread(self.app.settle)
+                    progress(self._progress(partitions))
+                number, frame = await frames.get()
+                if number in ended:
+                    continue  # its output closing after its last message
+                if await asyncio.to_thread(self._take, order, number, frame) == "end":
+                    ended.add(number)
+            if progress:
+                progress(self._progress(partitions))
+            await asyncio.to_thread(self._settle, order)
 
     async def _replay(self, stop: asyncio.Event) -> None:
-        async with self._from_the_start() as (consumer, partitions):
+        async with self._from_the_start(until_end=False) as (partitions, frames, readers):
+            order = _Order(partitions)
             self.running = True
             self.caught_up.clear()
             try:
                 while not stop.is_set():
-                    batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
-                    if batches:
-                        await asyncio.to_thread(self._apply, batches)
-                        continue
-                    ends = await consumer.end_offsets(partitions)
-                    for tp in partitions:
-                        self.lag_by_partition[f"{tp.topic}:{tp.partition}"] = max(0, ends[tp] - await consumer.position(tp))
-                    if self.lag == 0:
+                    try:
+                        number, frame = await asyncio.wait_for(frames.get(), 0.2)
+                    except TimeoutError:
+                        if readers:
+                            continue
+                        number, frame = -1, None  # nothing to read: caught up at once
+                    if frame is not None:
+                        await asyncio.to_thread(self._take, order, number, frame)
+                    for p in partitions:
+                        self.lag_by_partition[f"{p.topic}:{p.partition}"] = max(0, p.end - p.position)
+                    if self.lag == 0 and not order.pending:
                         await asyncio.to_thread(self.app.settle)
                         self.caught_up.set()
             finally:
                 self.running = False
 
-    async def _partitions(self) -> list[TopicPartition]:
-        """Every partition of the topics the broker has (a service not started yet has none)."""
+    @contextlib.asynccontextmanager
+    async def _from_the_start(self, *, until_end: bool
+                              ) -> AsyncIterator[tuple[list[_Partition], asyncio.Queue[tuple[int, bytes | None]], int]]:
+        """Every partition, the readers started on their shares of them from offset 0, the audit's
+        state forgotten. Yields the partitions, the readers' messages and how many readers there are."""
+        processes: list[asyncio.subprocess.Process] = []
+        frames: asyncio.Queue[tuple[int, bytes | None]] = asyncio.Queue(maxsize=2 * self.readers + 2)
+        pumps: list[asyncio.Task[None]] = []
+        try:
+            # The readers start (Python, aiokafka) while the broker is asked where the partitions end.
+            for _ in range(self.readers):
+                processes.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "services.audit.consumers", stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE, env=_reader_environment(), limit=8 * 1024 * 1024))
+            partitions = await self._partitions()
+            indexes = [i for i, p in enumerate(partitions) if not (until_end and p.drained)]
+            shares = _shares(partitions, indexes, self.readers) if indexes else []
+            for number, process in enumerate(processes):
+                assert process.stdin is not None
+                if number >= len(shares):
+                    process.stdin.close()  # more readers than partitions to read: this one stops
+                    continue
+                # Its configuration (with the Kafka credentials) on its standard input, not its command line.
+                process.stdin.write(json.dumps({
+                    "client": self.settings.kafka_client_options(), "batch": self.batch, "until_end": until_end,
+                    "partitions": [[i, partitions[i].topic, partitions[i].partition, partitions[i].service,
+                                    partitions[i].end] for i in shares[number]],
+                }).encode() + b"\n")
+                await process.stdin.drain()
+                pumps.append(asyncio.create_task(_pump(number, process, frames)))
+            self.app.reset()
+            self.processed = 0
+            yield partitions, frames, len(shares)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            for process in processes:
+                if process.stdin is not None:
+                    process.stdin.close()  # the reader stops
+            try:
+                for process in processes:
+                    try:
+                        await asyncio.wait_for(process.wait(), 10)
+                    except TimeoutError:
+                        process.kill()
+                        await process.wait()
+            finally:  # cancelled meanwhile: no reader is left behind
+                for process in processes:
+                    if process.returncode is None:
+                        process.kill()
+
+    async def _partitions(self) -> list[_Partition]:
+        """Every partition of the topics the broker has (a service not started yet has none), with
+        where it begins and ends now, sorted by topic and partition."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
         admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
         await admin.start()
         try:
@@ -121,22 +298,159 @@ class Replay:
         missing = [d["topic"] for d in described if d["error_code"] or not d["partitions"]]
         if missing:
             log.warning("audit: topics not on the broker (yet): %s", ", ".join(missing))
-        return [TopicPartition(d["topic"], p["partition"]) for d in described if d["topic"] not in missing
-                for p in sorted(d["partitions"], key=lambda p: p["partition"])]
+        tps = sorted(TopicPartition(d["topic"], p["partition"]) for d in described if d["topic"] not in missing
+                     for p in d["partitions"])
+        if not tps:
+            return []
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(), **CONSUMER_OPTIONS)
+        await consumer.start()
+        try:
+            starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        return [_Partition(tp.topic, tp.partition, self.services.get(tp.topic), starts[tp], ends[tp], starts[tp])
+                for tp in tps]
 
-    def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        # In the order they were written, as far as the records tell (their timestamps): when two
-        # records claim one place, the earlier is taken as the original.
-        records = sorted((r for rs in batches.values() for r in rs),
-                         key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
-        events: list[tuple[str, bytes, str]] = []
-        for record in records:
-            where = f"{record.topic}:{record.partition}:{record.offset}"
-            if record.topic == self.checkpoints:
-                self.app.record_events(events)  # what was written before the checkpoint first
-                events = []
-                self.app.record_checkpoint(record.key, record.value, where)
-            else:
-                events.append((self.services[record.topic], record.value, where))
-        self.app.record_events(events)
-        self.processed += len(records)
+    def _take(self, order: _Order, number: int, frame: bytes | None) -> str:
+        """A reader's message: the partitions' positions, the records put in order and applied."""
+        if frame is None:
+            raise RuntimeError(f"audit reader {number} stopped before the end")
+        kind, parts, states = pickle.loads(frame)
+        if kind == "error":
+            raise RuntimeError(f"audit reader {number} failed:\n{parts}")
+        for index, position, end in states:
+            partition = order.partitions[index]
+            partition.position, partition.end = position, end
+        for index, rows in parts:
+            order.add(index, rows)
+        self._apply(order.partitions, order.ready())
+        return kind
+
+    def _settle(self, order: _Order) -> None:
+        for partition in order.partitions:  # replay_once: what is read is all there is
+            partition.position = max(partition.position, partition.end)
+        self._apply(order.partitions, order.ready())
+        self.app.settle()
+
+    def _apply(self, partitions: list[_Partition], ready: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        def where(row: tuple[Any, ...]) -> str:
+            partition = partitions[row[1]]
+            return f"{partition.topic}:{partition.partition}:{row[2]}"
+
+        checkpoints = {i for i, p in enumerate(partitions) if p.service is None}
+        for service, rows in ready:
+            start = 0
+            for i in [i for i, row in enumerate(rows) if row[1] in checkpoints]:
+                self.app.record_read(service, rows[start:i], where)  # what was written before the checkpoint first
+                start = i + 1
+                self.app.record_checkpoint(rows[i][3], rows[i][4], where(rows[i]))  # key, value
+            self.app.record_read(service, rows[start:], where)
+            self.processed += len(rows)
+
+    @staticmethod
+    def _progress(partitions: list[_Partition]) -> dict[str, tuple[int, int]]:
+        done: dict[str, tuple[int, int]] = {}
+        for p in partitions:
+            read, total = done.get(p.topic, (0, 0))
+            done[p.topic] = (read + min(p.position, p.end) - p.start, total + p.end - p.start)
+        return done
+
+
+def _reader_environment() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": _ROOT + (os.pathsep + path if path else "")}
+
+
+async def _pump(number: int, process: asyncio.subprocess.Process,
+                frames: asyncio.Queue[tuple[int, bytes | None]]) -> None:
+    """A reader's messages into the queue; None when its output ends. The queue is bounded: a reader
+    ahead of this process waits (its pipe fills)."""
+    assert process.stdout is not None
+    try:
+        while True:
+            (size,) = _FRAME.unpack(await process.stdout.readexactly(_FRAME.size))
+            await frames.put((number, await process.stdout.readexactly(size)))
+    except asyncio.IncompleteReadError:
+        await frames.put((number, None))
+
+
+# --- a reader process -----------------------------------------------------------------------
+
+
+def _send(out: Any, message: tuple[str, Any, Any]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_FRAME.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+async def _read(config: dict[str, Any], out: Any) -> None:
+    """Read a share of the partitions from their first offset, examine every record, send the rows:
+    (timestamp, partition index, offset, found, event), or for a checkpoint (..., key, value).
+    Each message ends with every partition's (index, position, end)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def until_stdin_ends() -> None:
+        while os.read(0, 4096):  # unbuffered: sys.stdin's lock would stall the interpreter's exit
+            pass
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=until_stdin_ends, daemon=True).start()
+    share = {TopicPartition(topic, partition): (index, service) for index, topic, partition, service, _ in
+             config["partitions"]}
+    ends = {TopicPartition(topic, partition): end for _, topic, partition, _, end in config["partitions"]}
+    tps = list(share)
+    consumer = AIOKafkaConsumer(**config["client"], **CONSUMER_OPTIONS)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+
+        async def states() -> list[tuple[int, int, int]]:
+            return [(share[tp][0], await consumer.position(tp), ends[tp]) for tp in tps]
+
+        while not stop.is_set():
+            if config["until_end"] and all(position >= end for _, position, end in await states()):
+                break
+            batches = await consumer.getmany(timeout_ms=200, max_records=config["batch"])
+            if batches:
+                parts = []
+                for tp, records in batches.items():
+                    index, service = share[tp]
+                    if service is None:
+                        rows = [(r.timestamp, index, r.offset, r.key, r.value) for r in records]
+                    else:
+                        rows = [(r.timestamp, index, r.offset, *examine(service, r.value)) for r in records]
+                    parts.append((index, rows))
+                    if not config["until_end"]:
+                        ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
+                _send(out, ("records", parts, await states()))
+            elif not config["until_end"]:  # nothing came: a fresh look at where the partitions end
+                ends.update(await consumer.end_offsets(tps))
+                _send(out, ("idle", [], await states()))
+        _send(out, ("end", [], await states()))
+    finally:
+        await consumer.stop()
+
+
+def _reader_main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="audit reader %(process)d: %(levelname)s %(message)s")
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return  # not needed
+    config = json.loads(line)
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # the messages alone on stdout
+    try:
+        asyncio.run(_read(config, out))
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the audit is gone
+    except Exception:
+        with contextlib.suppress(BrokenPipeError):
+            _send(out, ("error", traceback.format_exc(), []))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _reader_main()

@@ -20,7 +20,9 @@ tree and names what is wrong:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.merkle import MerkleLog
 
@@ -95,6 +97,31 @@ class ServiceLog:
             self.places.setdefault(event_id, sequence)
         while self.tree.size in self.ahead:
             self.tree.append(self.ahead.pop(self.tree.size))
+        self._check_pending()
+
+    def record_events(self, events: Iterable[tuple[int, bytes, str, bool, Any]], where: Callable[[Any], str]) -> None:
+        """`record_event` for many records, in the order they were written: (sequence, leaf, event
+        id, whether the leaf is the hash of the content, place), `where(place)` naming the record in
+        a problem. The records that extend the tree in order (in an honest log read in order, all of
+        them) are appended together (MerkleLog.extend); any other goes through `record_event`."""
+        tree, places = self.tree, self.places
+        run: list[bytes] = []
+        seen = 0
+        for sequence, leaf, event_id, matches, place in events:
+            seen += 1
+            if matches and sequence == tree.size + len(run) and not self.ahead:
+                run.append(leaf)
+                if event_id:
+                    places.setdefault(event_id, sequence)
+                continue
+            if run:
+                tree.extend(run)
+                run = []
+            seen -= 1  # record_event counts it
+            self.record_event(sequence, leaf, matches, where(place), event_id)
+        if run:
+            tree.extend(run)
+        self.events_seen += seen
         self._check_pending()
 
     def _name_conflict(self, sequence: int, event_id: str, where: str) -> None:

@@ -85,13 +85,13 @@ def sql(app: AuditedLog, *statements: str) -> None:
             conn.execute(statement)
 
 
-def audit(settings) -> AuditApplication:
+def audit(settings, readers: int | None = None) -> AuditApplication:
     """The audit's replay of the test's topics, until caught up; only the service's public key."""
     signer = load_signer(settings)
     auditor = AuditApplication(settings.model_copy(update={"service": "audit"}), keys={signer.name: signer.public_key})
 
     async def scenario() -> None:
-        replay = Replay(auditor, settings.model_copy(update={"service": "audit"}))
+        replay = Replay(auditor, settings.model_copy(update={"service": "audit"}), readers=readers)
         stop = asyncio.Event()
         task = asyncio.create_task(replay.run(stop))
         try:
@@ -173,6 +173,25 @@ def test_a_record_forged_on_the_topic_is_named(service, kafka):
     asyncio.run(produce(kafka, topic, [(original.key, forged)]))
     found = problems(audit(settings))
     assert ("modified", 6) in found, found
+
+
+@pytest.mark.parametrize("readers", [1, 3])
+def test_a_forged_record_and_a_republished_one_are_named_by_any_number_of_reader_processes(service, kafka, readers):
+    """Each reader checks the records of its own partitions; what it finds is named with the service,
+    the sequence and the record's place, whichever reader found it."""
+    settings, app = service
+    topic = settings.topic("intake.events")
+    records = asyncio.run(read_all(kafka, topic, EVENTS))
+    original = next(r for r in records if CloudEvent.parse(r.value).sequence == 6)
+    other = next(r for r in records if r.partition != original.partition)
+    asyncio.run(produce(kafka, topic, [(original.key, original.value.replace(b"cause-02", b"cause-92")),
+                                       (other.key, other.value)]))  # forged; republished as it was
+    auditor = audit(settings, readers)
+    found = [p for p in auditor.problems() if p.service == "intake"]
+    assert [(p.kind, p.sequence) for p in found] == [("modified", 6)], found
+    assert found[0].detail.startswith(f"the leafhash of {topic}:{original.partition}:"), found
+    replay = auditor.verification()["services"]["intake"]
+    assert replay["size"] == EVENTS and replay["events_seen"] == EVENTS + 2 and replay["verified_checkpoint"]["size"] == EVENTS
 
 
 def test_records_dropped_from_the_topic_are_named_missing(service, kafka):

@@ -80,7 +80,7 @@ def test_a_records_hash_is_checked_from_its_bytes_or_its_canonical_form():
     import orjson
     import pytest
 
-    from services.audit.application import read_record
+    from services.audit.records import read_record
     from shared.envelope import record_from_state
 
     state = {"timestamp": datetime(2026, 1, 2, tzinfo=timezone.utc), "nested": {"leafhash": "not the top one", "a": 1},
@@ -97,3 +97,40 @@ def test_a_records_hash_is_checked_from_its_bytes_or_its_canonical_form():
     for garbage in (b"not json", b'{"sequence": 1}', b"[]"):
         with pytest.raises(ValueError):
             read_record(garbage)
+
+
+def test_many_records_at_once_are_named_as_one_by_one():
+    """ServiceLog.record_events (the replay's path) appends in-order records together; any other
+    record gets record_event's naming, in the same order."""
+    ids = [f"event-{i}" for i in range(8)]
+    records = [(0, leaf(0), ids[0], True), (1, leaf(1), ids[1], True), (3, leaf(3), ids[3], True),
+               (2, leaf(2), ids[2], True), (1, leaf(1, "other"), ids[1], True), (4, leaf(4), ids[4], False),
+               (4, leaf(4), ids[4], True), (5, leaf(2), ids[2], True), (6, leaf(6), ids[6], True)]
+    one, many = ServiceLog("intake"), ServiceLog("intake")
+    for i, (sequence, lf, event_id, matches) in enumerate(records):
+        one.record_event(sequence, lf, matches, f"t:0:{i}", event_id)
+    many.record_events([(*r, i) for i, r in enumerate(records)], lambda i: f"t:0:{i}")
+    assert many.problems == one.problems and kinds(many) == [("modified", 1), ("modified", 4)]
+    assert many.size == one.size == 7 and many.tree.root() == one.tree.root()
+    assert many.events_seen == one.events_seen == len(records) and many.places == one.places
+
+
+def test_the_replay_puts_each_logs_records_back_in_the_order_written():
+    """Readers send each partition's records in offset order, one partition read ahead of another:
+    a record is applied once no unread record of its log can come before it."""
+    from services.audit.consumers import _Order, _Partition
+
+    partitions = [_Partition("audit.checkpoints", 0, None, 0, 1, 0),
+                  _Partition("intake.events", 0, "intake", 0, 3, 0), _Partition("intake.events", 1, "intake", 0, 3, 0)]
+    order = _Order(partitions)
+    order.add(1, [(10, 1, 0, "a", None), (20, 1, 1, "c", None), (30, 1, 2, "e", None)])  # read ahead
+    partitions[1].position = 3
+    assert order.ready() == []  # partition 1 and the checkpoints tell nothing yet
+    order.add(2, [(15, 2, 0, "b", None), (25, 2, 1, "d", None)])
+    order.add(0, [(12, 0, 0, b"intake", b"note")])
+    partitions[2].position, partitions[0].position = 2, 1
+    ready = order.ready()
+    assert [(service, [row[3] for row in rows]) for service, rows in ready] == [("intake", ["a", b"intake", "b", "c"])]
+    order.add(2, [(40, 2, 2, "f", None)])
+    partitions[2].position = 3  # every partition read to its end: the rest in order
+    assert [row[3] for _, rows in order.ready() for row in rows] == ["d", "e", "f"] and order.pending == 0

@@ -86,3 +86,19 @@ def test_the_whole_log_gives_the_same_roots_and_proofs_as_the_rfc_recursion():
             assert log.inclusion_proof(i, size) == inclusion_proof(d[:size], i), (i, size)
         for first in range(1, size + 1):
             assert log.consistency_proof(first, size) == consistency_proof(d[:size], first), (first, size)
+
+
+def test_extending_with_many_leaves_makes_the_tree_appending_one_by_one_does():
+    import hashlib
+
+    from shared.merkle import MerkleLog, root
+
+    leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(70)]
+    for cut in (0, 1, 5, 32, 33, 69):
+        one_by_one, together = MerkleLog(), MerkleLog()
+        for leaf in leaves:
+            one_by_one.append(leaf)
+        together.extend(leaves[:cut])
+        together.extend(leaves[cut:])
+        assert together.levels == one_by_one.levels and together.size == 70
+        assert together.root(cut or 1) == root(leaves[:cut or 1])
