@@ -73,10 +73,21 @@ def examine(service: str, value: bytes) -> tuple[tuple[int, bytes, str, bool] | 
         found = read_record(value)
     except ValueError as exc:
         return str(exc), None
-    if service == "funding" and found[3]:
+    if service == "funding" and found[3] and _may_concern_the_ledger(value):
         event = orjson.loads(value)
         return found, event if Ledger.concerns(event) else None
     return found, None
+
+
+def _may_concern_the_ledger(value: bytes) -> bool:
+    """False when the record's type, read from its canonical bytes, is none the ledger keeps: most
+    of funding's events are not parsed at all. True when in doubt (the event is parsed and asked)."""
+    at = value.rfind(b',"type":"passerelle.funding.')
+    if at < 0:
+        return True
+    start = at + len(b',"type":"passerelle.funding.')
+    end = value.find(b".", start)
+    return end < 0 or Ledger.concerns({"type": f"passerelle.funding.{value[start:end].decode(errors='replace')}.v"})
 
 
 @dataclass

@@ -102,17 +102,25 @@ class ServiceLog:
     def record_events(self, events: Iterable[tuple[int, bytes, str, bool, Any]], where: Callable[[Any], str]) -> None:
         """`record_event` for many records, in the order they were written: (sequence, leaf, event
         id, whether the leaf is the hash of the content, place), `where(place)` naming the record in
-        a problem. The records that extend the tree in order (in an honest log read in order, all of
-        them) are appended together (MerkleLog.extend); any other goes through `record_event`."""
-        tree, places = self.tree, self.places
-        run: list[bytes] = []
+        a problem. A record that takes a free place (in an honest log, every one: records of one
+        millisecond in different partitions come a little out of sequence) is kept as
+        `record_event` keeps it, and the contiguous leaves are added to the tree together
+        (MerkleLog.extend); a record whose place is taken goes through `record_event`."""
+        tree, ahead, places = self.tree, self.ahead, self.places
+        run: list[bytes] = []  # leaves after the tree's, in order, not added yet
         seen = 0
         for sequence, leaf, event_id, matches, place in events:
             seen += 1
-            if matches and sequence == tree.size + len(run) and not self.ahead:
-                run.append(leaf)
+            following = tree.size + len(run)
+            if matches and sequence >= following and sequence not in ahead:
                 if event_id:
                     places.setdefault(event_id, sequence)
+                if sequence == following:
+                    run.append(leaf)
+                    while (after := tree.size + len(run)) in ahead:
+                        run.append(ahead.pop(after))
+                else:
+                    ahead[sequence] = leaf
                 continue
             if run:
                 tree.extend(run)

@@ -43,15 +43,16 @@ def read_record(value: bytes) -> tuple[int, bytes, str, bool]:
     A record in any other form is parsed and gets the full RFC 8785 computation.
     Raises ValueError for what is not an event of a log at all.
     """
+    # Every test below is one call into C: this runs once per record of the replay.
     at = value.rfind(b',"leafhash":"')
-    if (at >= _ID_START and value[at - _ID_START:at - 37] == b',"id":"' and value[at - 1] == 0x22  # "
-            and value[at + _HEX_START + 64:at + _SEQUENCE_START] == b'","sequence":'):
-        end = value.find(b',"source":"', at + _SEQUENCE_START)
-        event_id, claimed, sequence = value[at - 37:at - 1], value[at + _HEX_START:at + _HEX_START + 64], \
-            value[at + _SEQUENCE_START:end]
-        if (end > 0 and sequence.isdigit() and (sequence[0] != 0x30 or sequence == b"0")  # no leading 0
-                and not event_id.translate(None, _ID_CHARS) and not claimed.translate(None, _HEX_CHARS)):
-            claimed = binascii.unhexlify(claimed)
+    hexed_at, sequence_at = at + _HEX_START, at + _SEQUENCE_START
+    end = value.find(b',"source":"', sequence_at)
+    if (at >= _ID_START and end > 0 and value.startswith(b',"id":"', at - _ID_START) and value[at - 1] == 0x22
+            and value.startswith(b'","sequence":', hexed_at + 64)):
+        sequence, hexed, event_id = value[sequence_at:end], value[hexed_at:hexed_at + 64], value[at - 37:at - 1]
+        if (sequence.isdigit() and (sequence[0] != 0x30 or end - sequence_at == 1)  # no leading 0
+                and not event_id.translate(None, _ID_CHARS) and not hexed.translate(None, _HEX_CHARS)):
+            claimed = binascii.unhexlify(hexed)
             if hashlib.sha256(b"\x00" + value[:at] + value[at + _LEAFHASH_MEMBER:]).digest() == claimed:
                 return int(sequence), claimed, event_id.decode(), True
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 
 from services.audit.domain import ServiceLog
 from shared.merkle import root
@@ -115,6 +116,30 @@ def test_many_records_at_once_are_named_as_one_by_one():
     assert many.events_seen == one.events_seen == len(records) and many.places == one.places
 
 
+def test_records_a_little_out_of_sequence_are_kept_in_batches_as_one_by_one():
+    """Records of one millisecond in different partitions come a little out of sequence: the
+    batched path keeps them as record_event does, whatever the shuffle, the repeats and the forgeries."""
+    rng = random.Random(9162)
+    for _ in range(200):
+        records = [(i, leaf(i), f"event-{i}", True) for i in range(40)]
+        records += [rng.choice(records) for _ in range(5)]  # re-published after a crash
+        records += [(rng.randrange(40), leaf(rng.randrange(40), "forged"), f"event-{rng.randrange(60)}",
+                     rng.random() < 0.5) for _ in range(rng.randrange(3))]
+        del records[rng.randrange(40)]  # a dropped record: everything after it waits
+        for i in range(len(records) - 1):  # neighbours swapped here and there
+            if rng.random() < 0.3:
+                records[i], records[i + 1] = records[i + 1], records[i]
+        one, many = ServiceLog("intake"), ServiceLog("intake")
+        for i, (sequence, lf, event_id, matches) in enumerate(records):
+            one.record_event(sequence, lf, matches, f"t:0:{i}", event_id)
+        cut = rng.randrange(len(records))  # in two batches
+        many.record_events([(*r, i) for i, r in enumerate(records[:cut])], lambda i: f"t:0:{i}")
+        many.record_events([(*r, cut + i) for i, r in enumerate(records[cut:])], lambda i: f"t:0:{i}")
+        assert many.problems == one.problems
+        assert (many.size, many.tree.root(), many.ahead, many.places, many.events_seen) == \
+            (one.size, one.tree.root(), one.ahead, one.places, one.events_seen)
+
+
 def test_the_replay_puts_each_logs_records_back_in_the_order_written():
     """Readers send each partition's records in offset order, one partition read ahead of another:
     a record is applied once no unread record of its log can come before it."""
@@ -134,3 +159,30 @@ def test_the_replay_puts_each_logs_records_back_in_the_order_written():
     order.add(2, [(40, 2, 2, "f", None)])
     partitions[2].position = 3  # every partition read to its end: the rest in order
     assert [row[3] for _, rows in order.ready() for row in rows] == ["d", "e", "f"] and order.pending == 0
+
+
+def test_a_reader_hands_the_ledger_funding_decisions_only_and_parses_nothing_else() -> None:
+    """The replay's readers give the ledger funding's decisions; other events are told apart from
+    their bytes (not parsed); a record in another form is parsed and asked."""
+    import uuid
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from services.audit.consumers import examine
+    from shared.envelope import record_from_state
+
+    meta = {"actor": "user:anna", "correlationid": None, "causationid": None, "traceparent": None,
+            "codeversion": "test"}
+    when = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    approved = record_from_state("funding", "FinancingApproved", 1, uuid.uuid4(), 3,
+                                 {"timestamp": when, "amount_cents": 500_000, "_meta": meta}, 7)[1]
+    noted = record_from_state("funding", "SpendingEvidenceRecorded", 1, uuid.uuid4(), 5,
+                              {"timestamp": when, "tranche": 1, "_meta": meta}, 8)[1]
+    found, event = examine("funding", approved)
+    assert found[:1] == (7,) and found[3] and event["type"] == "passerelle.funding.FinancingApproved.v1"
+    assert examine("funding", noted)[1] is None
+    assert examine("intake", approved)[1] is None  # only funding's log holds the ledger
+    reordered = orjson.dumps(dict(reversed(list(orjson.loads(approved).items()))))  # not canonical
+    found, event = examine("funding", reordered)
+    assert found[0] == 7 and found[3] and event is not None
