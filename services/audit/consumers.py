@@ -298,6 +298,7 @@ class Replay:
     async def _partitions(self) -> list[_Partition]:
         """Every partition of the topics the broker has (a service not started yet has none), with
         where it begins and ends now, sorted by topic and partition."""
+        from aiokafka import errors as Errors
         from aiokafka.admin import AIOKafkaAdminClient
 
         admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
@@ -306,6 +307,13 @@ class Replay:
             described = await admin.describe_topics(self.topics)
         finally:
             await admin.close()
+        # A topic the broker does not have (yet: a service never started) is no log to check. Any
+        # other answer (the audit's principal may not describe it, ...) stops the replay: a log
+        # left unread must never pass for a verified one.
+        refused = [f"{d['topic']} ({Errors.for_code(d['error_code']).__name__})" for d in described
+                   if d["error_code"] not in (0, Errors.UnknownTopicOrPartitionError.errno)]
+        if refused:
+            raise RuntimeError(f"the audit cannot read {', '.join(refused)}: without them nothing is verified")
         missing = [d["topic"] for d in described if d["error_code"] or not d["partitions"]]
         if missing:
             log.warning("audit: topics not on the broker (yet): %s", ", ".join(missing))

@@ -174,3 +174,14 @@ def test_the_broker_refuses_the_audit_any_write_and_a_partner_the_checkpoints(gr
     assert isinstance(answers.pop("audit reads with a consumer group"), GroupAuthorizationFailedError)
     refused = {what: type(answer).__name__ for what, answer in answers.items()}
     assert refused == {what: TopicAuthorizationFailedError.__name__ for what in answers}, refused
+
+
+def test_an_audit_that_may_not_read_a_log_fails_rather_than_passing_it_over(granted):
+    """With a principal that may not describe the services' topics (here a partner's), the replay
+    stops naming the topics refused: a log it could not read is never reported verified."""
+    settings = granted["as"](partner_principal(granted["partner"])).model_copy(update={"service": "audit"})
+    auditor = AuditApplication(settings, keys={})
+    with pytest.raises(RuntimeError, match="TopicAuthorizationFailed") as refused:
+        asyncio.run(Replay(auditor, settings).replay_once())
+    assert settings.topic(event_topic("funding")) in str(refused.value)
+    assert auditor.verification()["services"]["funding"]["events_seen"] == 0
