@@ -17,12 +17,14 @@ import fcntl
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.settings import Settings
+if TYPE_CHECKING:  # the audit's reader processes import this module: they start faster without pydantic
+    from shared.settings import Settings
 
 ED25519 = b"\x01"  # the signed-note signature type of Ed25519
 SIGNATURE_PREFIX = "\u2014 "  # em dash, space

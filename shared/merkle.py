@@ -125,6 +125,27 @@ class MerkleLog:
                 self.levels.append(bytearray())
             self.levels[level] += parents
 
+    def marks(self) -> list[int]:
+        """Where each level ends now (for `tail`)."""
+        return [len(level) for level in self.levels]
+
+    def tail(self, marks: list[int]) -> tuple[int, list[bytes]]:
+        """(size, the bytes of each level after `marks`): every node made since then. Nodes are
+        final once made (a parent is made when its pair is complete), so a tail is all another
+        MerkleLog needs to become this one (`add_tail`), without hashing anything again."""
+        return self.size, [bytes(level[marks[k] if k < len(marks) else 0:]) for k, level in enumerate(self.levels)]
+
+    def add_tail(self, size: int, parts: list[bytes]) -> None:
+        """Take the nodes another MerkleLog made after this one's (its `tail` at this one's marks)."""
+        for k, part in enumerate(parts):
+            if k == len(self.levels):
+                self.levels.append(bytearray())
+            self.levels[k] += part
+        self.size = size
+        if len(self.levels[0]) != 32 * size or any(len(self.levels[k]) != 32 * (size >> k)
+                                                    for k in range(len(self.levels))):
+            raise ValueError(f"a tail that does not make a tree of {size} leaves")
+
     def _node(self, level: int, index: int) -> bytes:
         return bytes(self.levels[level][index * 32:(index + 1) * 32])
 

@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     # The audit's trusted keys: verifier keys (`GET /v1/keys`' verifier_key), comma separated.
     # Empty: the development keys under keys_dir (never in production).
     audit_verifier_keys: str = ""
-    # The audit's reader processes (each its own Kafka consumer of a share of the partitions, checking
-    # the records' hashes): 0 is one per core.
+    # The audit's reader processes (each its own Kafka consumer of whole logs: every partition of
+    # their topics, checking the records, growing the trees): 0 is two per core (at most one per log).
     audit_readers: int = 0
 
     cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]

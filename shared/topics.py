@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from shared.settings import Settings
+if TYPE_CHECKING:  # light for the audit's reader processes, which only need the names
+    from shared.settings import Settings
 
 FOREVER = "-1"
 THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
@@ -82,6 +84,8 @@ def main(argv: list[str]) -> int:
     if argv[1:] != ["create"]:
         print("usage: python -m shared.topics create", file=sys.stderr)
         return 2
+    from shared.settings import Settings
+
     settings = Settings()
     created = asyncio.run(create_topics(settings))
     print(f"topics ready on {settings.kafka_bootstrap_servers}" + (f" (created {', '.join(created)})" if created else ""))

@@ -10,15 +10,17 @@ import base64
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.audit.domain import Problem, ServiceLog
 from services.audit.records import content_hash, read_record  # noqa: F401 (where they were first)
 from services.audit.projections import Ledger, compare
 from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
 from shared.domain import InvalidValue, NotFound
-from shared.settings import Settings
 from shared.topics import SERVICES
+
+if TYPE_CHECKING:  # the replay's reader processes run this application too: they start faster without pydantic
+    from shared.settings import Settings
 
 
 def trusted_keys(settings: Settings) -> dict[str, bytes]:
@@ -94,6 +96,25 @@ class AuditApplication:
                 log.record_checkpoint(0, b"", False, f"{where} ({exc})")
                 return
             log.record_checkpoint(checkpoint.size, checkpoint.root, True, where)
+
+    def changes(self, marks: dict[str, Any]) -> dict[str, Any]:
+        """What every log and the ledger learnt since `marks` (updated in place; {} at the start):
+        what the replay's readers hand to the audit's application (`take`)."""
+        with self._lock:
+            logs = {}
+            for service, log in self.logs.items():
+                change, marks[service] = log.changes(marks.get(service))
+                if change["nodes"][0] or change["problems"] or change["events_seen"] or change["checkpoints_seen"]:
+                    logs[service] = change
+            added, marks[""] = self.ledger.added_since(marks.get("", 0))
+            return {"logs": logs, "ledger": added}
+
+    def take(self, changes: dict[str, Any]) -> None:
+        """The changes of logs checked elsewhere (a reader's `changes`)."""
+        with self._lock:
+            for service, change in changes["logs"].items():
+                self._log(service).take(change)
+            self.ledger.take(changes["ledger"])
 
     def settle(self) -> None:
         with self._lock:

@@ -6,18 +6,19 @@ when a fresh look at the end offsets finds nothing unread; only then is a
 checkpoint whose events never came reported missing (a checkpoint is published
 after its events are acknowledged, so they are on Kafka before it).
 
-Reading is shared between reader processes (`python -m services.audit.consumers`,
+The work is shared between reader processes (`python -m services.audit.consumers`,
 one per core by default, `Settings.audit_readers`): taking a record from aiokafka
-costs about as much CPU as checking its hash, and together they were more than one
-core does at the rate Kafka serves records (issue 5 §8). Each reader is its own
-aiokafka consumer (no group) of a disjoint share of the partitions; it checks every
-record's leaf hash from its bytes (`records.read_record`), parses funding's decisions
-for the ledger, and sends what it found, compactly, to this process: timestamp, place
-(partition, offset), sequence, claimed leaf hash, event id, whether the hash is the
-content's, the ledger's event; checkpoint records as they are. This process puts the
-records of each log back in the order they were written (`_Order`), then grows the
-trees, checks the checkpoints' signatures and roots and keeps the ledger
-(`AuditApplication`), as a single process did: nothing is checked less.
+costs about as much CPU as checking it, and together they are more than one core
+does at the rate Kafka serves records (issue 5 §8). The logs are independent, so
+each reader owns whole logs: every partition of their topics, and their records of
+`audit.checkpoints`. It is its own aiokafka consumer (no group); it checks every
+record's leaf hash from its bytes (`records.read_record`), puts the records of each
+log back in the order they were written (`_Order`), grows the trees, checks the
+checkpoints' signatures and roots and keeps the ledger, with the same
+`AuditApplication` as a single process would: nothing is checked less. It hands
+this process what changed (`AuditApplication.changes`: the trees' new nodes, new
+problems, counts, the ledger's new entries), which this process's application
+takes (`take`) to answer the auditor, without hashing anything again.
 
 A reader stops when its standard input ends (this process stopped it, or died).
 """
@@ -161,14 +162,43 @@ class _Order:
         return out
 
 
-def _shares(partitions: list[_Partition], indexes: list[int], readers: int) -> list[list[int]]:
-    """The partitions among the readers, the largest first to the least loaded."""
-    loads: list[tuple[int, list[int]]] = [(0, []) for _ in range(max(1, min(readers, len(indexes))))]
-    for i in sorted(indexes, key=lambda i: partitions[i].start - partitions[i].end):
+def _shares(partitions: list[_Partition], indexes: list[int], readers: int) -> list[tuple[list[str], list[int]]]:
+    """The logs among the readers, the largest first to the least loaded: (services, partition
+    indexes) per reader, every reader with the partitions of `audit.checkpoints` too."""
+    sizes: dict[str, int] = {}
+    for i in indexes:
+        if partitions[i].service is not None:
+            sizes[partitions[i].service] = sizes.get(partitions[i].service, 0) + partitions[i].end - partitions[i].start
+    checkpoints = [i for i in indexes if partitions[i].service is None]
+    loads: list[tuple[int, list[str]]] = [(0, []) for _ in range(max(1, min(readers, len(sizes))))]
+    for service in sorted(sizes, key=lambda s: -sizes[s]):
         load, share = min(loads, key=itemgetter(0))
-        share.append(i)
-        loads[loads.index((load, share))] = (load + partitions[i].end - partitions[i].start, share)
-    return [share for _, share in loads if share]
+        share.append(service)
+        loads[loads.index((load, share))] = (load + sizes[service], share)
+    if not sizes and not checkpoints:
+        return []
+    return [(share, sorted([i for i in indexes if partitions[i].service in share] + checkpoints))
+            for _, share in loads]
+
+
+def apply_ready(app: AuditApplication, partitions: list[_Partition], ready: list[tuple[str, list[tuple[Any, ...]]]]
+                ) -> int:
+    """Rows put in order (`_Order.ready`) to the application: each log's records, a checkpoint
+    after what was written before it. Returns how many rows."""
+    def where(row: tuple[Any, ...]) -> str:
+        partition = partitions[row[1]]
+        return f"{partition.topic}:{partition.partition}:{row[2]}"
+
+    applied = 0
+    for service, rows in ready:
+        start = 0
+        for i in [i for i, row in enumerate(rows) if partitions[row[1]].service is None]:
+            app.record_read(service, rows[start:i], where)  # what was written before the checkpoint first
+            start = i + 1
+            app.record_checkpoint(rows[i][3], rows[i][4], where(rows[i]))  # key, value
+        app.record_read(service, rows[start:], where)
+        applied += len(rows)
+    return applied
 
 
 class Replay:
@@ -178,7 +208,9 @@ class Replay:
         self.app = app
         self.settings = settings
         self.batch = batch
-        self.readers = readers or settings.audit_readers or os.cpu_count() or 1
+        # Two per core by default: the logs are not equally costly (funding's decisions feed the
+        # ledger), and the system balances more processes than cores better than we would.
+        self.readers = readers or settings.audit_readers or 2 * (os.cpu_count() or 1)
         self.services = {settings.topic(event_topic(s)): s for s in SERVICES}
         self.checkpoints = settings.topic(CHECKPOINTS_TOPIC)
         self.topics = [*self.services, self.checkpoints]
@@ -204,10 +236,9 @@ class Replay:
                 await asyncio.sleep(1.0)
 
     async def replay_once(self, progress: Callable[[dict[str, tuple[int, int]]], None] | None = None) -> None:
-        """Read every topic up to where it ends now, then settle and return (the command line).
-        `progress` gets, per topic, (records read, records to read)."""
+        """Read every topic up to where it ends now, checked to the end, then return (the command
+        line). `progress` gets, per topic, (records read, records to read)."""
         async with self._from_the_start(until_end=True) as (partitions, frames, readers):
-            order = _Order(partitions)
             ended: set[int] = set()
             while len(ended) < readers:
                 if progress:
@@ -215,17 +246,16 @@ class Replay:
                 number, frame = await frames.get()
                 if number in ended:
                     continue  # its output closing after its last message
-                if await asyncio.to_thread(self._take, order, number, frame) == "end":
+                if await asyncio.to_thread(self._take, partitions, number, frame) == "end":
                     ended.add(number)
             if progress:
                 progress(self._progress(partitions))
-            await asyncio.to_thread(self._settle, order)
 
     async def _replay(self, stop: asyncio.Event) -> None:
         async with self._from_the_start(until_end=False) as (partitions, frames, readers):
-            order = _Order(partitions)
             self.running = True
             self.caught_up.clear()
+            caught_up: dict[int, bool] = {number: False for number in range(readers)}
             try:
                 while not stop.is_set():
                     try:
@@ -234,12 +264,12 @@ class Replay:
                         if readers:
                             continue
                         number, frame = -1, None  # nothing to read: caught up at once
-                    if frame is not None:
-                        await asyncio.to_thread(self._take, order, number, frame)
+                    if number >= 0:
+                        # "idle": the reader read all there is, checked it and settled its logs.
+                        caught_up[number] = await asyncio.to_thread(self._take, partitions, number, frame) == "idle"
                     for p in partitions:
                         self.lag_by_partition[f"{p.topic}:{p.partition}"] = max(0, p.end - p.position)
-                    if self.lag == 0 and not order.pending:
-                        await asyncio.to_thread(self.app.settle)
+                    if self.lag == 0 and all(caught_up.values()):
                         self.caught_up.set()
             finally:
                 self.running = False
@@ -247,8 +277,8 @@ class Replay:
     @contextlib.asynccontextmanager
     async def _from_the_start(self, *, until_end: bool
                               ) -> AsyncIterator[tuple[list[_Partition], asyncio.Queue[tuple[int, bytes | None]], int]]:
-        """Every partition, the readers started on their shares of them from offset 0, the audit's
-        state forgotten. Yields the partitions, the readers' messages and how many readers there are."""
+        """Every partition, the readers started on their logs from offset 0, the audit's state
+        forgotten. Yields the partitions, the readers' messages and how many readers there are."""
         processes: list[asyncio.subprocess.Process] = []
         frames: asyncio.Queue[tuple[int, bytes | None]] = asyncio.Queue(maxsize=2 * self.readers + 2)
         pumps: list[asyncio.Task[None]] = []
@@ -261,16 +291,21 @@ class Replay:
             partitions = await self._partitions()
             indexes = [i for i, p in enumerate(partitions) if not (until_end and p.drained)]
             shares = _shares(partitions, indexes, self.readers) if indexes else []
+            owned = [service for services, _ in shares for service in services]
             for number, process in enumerate(processes):
                 assert process.stdin is not None
                 if number >= len(shares):
-                    process.stdin.close()  # more readers than partitions to read: this one stops
+                    process.stdin.close()  # more readers than logs to read: this one stops
                     continue
+                services, share = shares[number]
                 # Its configuration (with the Kafka credentials) on its standard input, not its command line.
                 process.stdin.write(json.dumps({
                     "client": self.settings.kafka_client_options(), "batch": self.batch, "until_end": until_end,
+                    # The first reader also takes the checkpoints of logs no reader owns (a key forged or unknown).
+                    "services": services, "owned": owned, "strangers": number == 0,
+                    "keys": {name: key.hex() for name, key in self.app.keys.items()},
                     "partitions": [[i, partitions[i].topic, partitions[i].partition, partitions[i].service,
-                                    partitions[i].end] for i in shares[number]],
+                                    partitions[i].start, partitions[i].end] for i in share],
                 }).encode() + b"\n")
                 await process.stdin.drain()
                 pumps.append(asyncio.create_task(_pump(number, process, frames)))
@@ -330,41 +365,19 @@ class Replay:
         return [_Partition(tp.topic, tp.partition, self.services.get(tp.topic), starts[tp], ends[tp], starts[tp])
                 for tp in tps]
 
-    def _take(self, order: _Order, number: int, frame: bytes | None) -> str:
-        """A reader's message: the partitions' positions, the records put in order and applied."""
+    def _take(self, partitions: list[_Partition], number: int, frame: bytes | None) -> str:
+        """A reader's message: where its partitions are, what its logs learnt."""
         if frame is None:
             raise RuntimeError(f"audit reader {number} stopped before the end")
-        kind, parts, states = pickle.loads(frame)
+        kind, changes, states = pickle.loads(frame)
         if kind == "error":
-            raise RuntimeError(f"audit reader {number} failed:\n{parts}")
+            raise RuntimeError(f"audit reader {number} failed:\n{changes}")
         for index, position, end in states:
-            partition = order.partitions[index]
+            partition = partitions[index]
+            self.processed += max(0, position - partition.position)
             partition.position, partition.end = position, end
-        for index, rows in parts:
-            order.add(index, rows)
-        self._apply(order.partitions, order.ready())
+        self.app.take(changes)
         return kind
-
-    def _settle(self, order: _Order) -> None:
-        for partition in order.partitions:  # replay_once: what is read is all there is
-            partition.position = max(partition.position, partition.end)
-        self._apply(order.partitions, order.ready())
-        self.app.settle()
-
-    def _apply(self, partitions: list[_Partition], ready: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        def where(row: tuple[Any, ...]) -> str:
-            partition = partitions[row[1]]
-            return f"{partition.topic}:{partition.partition}:{row[2]}"
-
-        checkpoints = {i for i, p in enumerate(partitions) if p.service is None}
-        for service, rows in ready:
-            start = 0
-            for i in [i for i, row in enumerate(rows) if row[1] in checkpoints]:
-                self.app.record_read(service, rows[start:i], where)  # what was written before the checkpoint first
-                start = i + 1
-                self.app.record_checkpoint(rows[i][3], rows[i][4], where(rows[i]))  # key, value
-            self.app.record_read(service, rows[start:], where)
-            self.processed += len(rows)
 
     @staticmethod
     def _progress(partitions: list[_Partition]) -> dict[str, tuple[int, int]]:
@@ -404,9 +417,12 @@ def _send(out: Any, message: tuple[str, Any, Any]) -> None:
 
 
 async def _read(config: dict[str, Any], out: Any) -> None:
-    """Read a share of the partitions from their first offset, examine every record, send the rows:
-    (timestamp, partition index, offset, found, event), or for a checkpoint (..., key, value).
-    Each message ends with every partition's (index, position, end)."""
+    """Read the partitions of a few logs from their first offset, check them, send what changed.
+    Each message: (kind, the logs' and ledger's changes, every partition's (index, position, end));
+    kind "state", "idle" (all read there is is checked and the logs settled: the replay has caught
+    up) or "end" (until_end: read to where the partitions ended when the replay began)."""
+    from services.audit.application import AuditApplication
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -416,10 +432,16 @@ async def _read(config: dict[str, Any], out: Any) -> None:
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=until_stdin_ends, daemon=True).start()
-    share = {TopicPartition(topic, partition): (index, service) for index, topic, partition, service, _ in
-             config["partitions"]}
-    ends = {TopicPartition(topic, partition): end for _, topic, partition, _, end in config["partitions"]}
-    tps = list(share)
+    app = AuditApplication(None, keys={name: bytes.fromhex(key) for name, key in config["keys"].items()})  # type: ignore[arg-type]
+    marks: dict[str, Any] = {}
+    services, owned, strangers = set(config["services"]), set(config["owned"]), config["strangers"]
+    # This reader's partitions, in the replay's order (topic, partition): rows carry their place here.
+    partitions = [_Partition(topic, partition, service, start, end, start)
+                  for _, topic, partition, service, start, end in config["partitions"]]
+    numbers = [index for index, *_ in config["partitions"]]
+    places = {TopicPartition(p.topic, p.partition): i for i, p in enumerate(partitions)}
+    tps = list(places)
+    order = _Order(partitions)
     consumer = AIOKafkaConsumer(**config["client"], **CONSUMER_OPTIONS)
     await consumer.start()
     try:
@@ -427,28 +449,47 @@ async def _read(config: dict[str, Any], out: Any) -> None:
         await consumer.seek_to_beginning(*tps)
 
         async def states() -> list[tuple[int, int, int]]:
-            return [(share[tp][0], await consumer.position(tp), ends[tp]) for tp in tps]
+            for tp, i in places.items():
+                partitions[i].position = await consumer.position(tp)
+            return [(numbers[i], p.position, p.end) for i, p in enumerate(partitions)]
+
+        def mine(key: bytes | None) -> bool:  # a checkpoint of one of this reader's logs
+            service = (key or b"").decode(errors="replace")
+            return service in services or (strangers and service not in owned)
 
         while not stop.is_set():
-            if config["until_end"] and all(position >= end for _, position, end in await states()):
-                break
+            current = await states()
+            if config["until_end"] and all(p.drained for p in partitions):
+                apply_ready(app, partitions, order.ready())
+                app.settle()
+                _send(out, ("end", app.changes(marks), current))
+                return
             batches = await consumer.getmany(timeout_ms=200, max_records=config["batch"])
             if batches:
-                parts = []
                 for tp, records in batches.items():
-                    index, service = share[tp]
+                    i = places[tp]
+                    service = partitions[i].service
                     if service is None:
-                        rows = [(r.timestamp, index, r.offset, r.key, r.value) for r in records]
+                        rows = [(r.timestamp, i, r.offset, r.key, r.value) for r in records if mine(r.key)]
                     else:
-                        rows = [(r.timestamp, index, r.offset, *examine(service, r.value)) for r in records]
-                    parts.append((index, rows))
+                        rows = [(r.timestamp, i, r.offset, *examine(service, r.value)) for r in records]
+                    if rows:
+                        order.add(i, rows)
+                    partitions[i].last_timestamp = records[-1].timestamp
                     if not config["until_end"]:
-                        ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
-                _send(out, ("records", parts, await states()))
+                        partitions[i].end = max(partitions[i].end, consumer.highwater(tp) or 0)
+                current = await states()
+                apply_ready(app, partitions, order.ready())
+                _send(out, ("state", app.changes(marks), current))
             elif not config["until_end"]:  # nothing came: a fresh look at where the partitions end
-                ends.update(await consumer.end_offsets(tps))
-                _send(out, ("idle", [], await states()))
-        _send(out, ("end", [], await states()))
+                for tp, end in (await consumer.end_offsets(tps)).items():
+                    partitions[places[tp]].end = end
+                current = await states()
+                idle = all(p.drained for p in partitions)
+                if idle:  # all there is is read: what is still waiting is missing
+                    apply_ready(app, partitions, order.ready())
+                    app.settle()
+                _send(out, ("idle" if idle else "state", app.changes(marks), current))
     finally:
         await consumer.stop()
 

@@ -108,17 +108,25 @@ class ServiceLog:
         (MerkleLog.extend); a record whose place is taken goes through `record_event`."""
         tree, ahead, places = self.tree, self.ahead, self.places
         run: list[bytes] = []  # leaves after the tree's, in order, not added yet
+        following = tree.size  # the place after them
         seen = 0
         for sequence, leaf, event_id, matches, place in events:
             seen += 1
-            following = tree.size + len(run)
+            if sequence == following and matches and not ahead:  # the next in line: most records
+                run.append(leaf)
+                following += 1
+                if event_id:
+                    places.setdefault(event_id, sequence)
+                continue
             if matches and sequence >= following and sequence not in ahead:
                 if event_id:
                     places.setdefault(event_id, sequence)
                 if sequence == following:
                     run.append(leaf)
-                    while (after := tree.size + len(run)) in ahead:
-                        run.append(ahead.pop(after))
+                    following += 1
+                    while following in ahead:
+                        run.append(ahead.pop(following))
+                        following += 1
                 else:
                     ahead[sequence] = leaf
                 continue
@@ -127,6 +135,7 @@ class ServiceLog:
                 run = []
             seen -= 1  # record_event counts it
             self.record_event(sequence, leaf, matches, where(place), event_id)
+            following = tree.size
         if run:
             tree.extend(run)
         self.events_seen += seen
@@ -141,6 +150,27 @@ class ServiceLog:
             self.problem("moved", sequence, f"{where} is the event first seen at {seen_at}, now at {sequence}")
         else:
             self.problem("inserted", sequence, f"{where} is an event never seen before, at a place already taken")
+
+    # --- a log checked elsewhere --------------------------------------------------------------
+
+    def changes(self, mark: tuple[list[int], int] | None) -> tuple[dict[str, Any], tuple[list[int], int]]:
+        """What the log learnt since `mark` (None: since its start), for a copy of it elsewhere
+        (`take`), and the new mark. The replay's readers check the logs; the audit's
+        application holds copies, to answer the auditor."""
+        marks, problems = mark or ([], 0)
+        size, nodes = self.tree.tail(marks)
+        change = {"size": size, "nodes": nodes, "problems": self.problems[problems:],
+                  "events_seen": self.events_seen, "checkpoints_seen": self.checkpoints_seen,
+                  "verified": self.verified}
+        return change, (self.tree.marks(), len(self.problems))
+
+    def take(self, change: dict[str, Any]) -> None:
+        """The changes of the same log checked elsewhere (`changes`, marked at this copy's state)."""
+        self.tree.add_tail(change["size"], change["nodes"])
+        for problem in change["problems"]:
+            self.problem(problem.kind, problem.sequence, problem.detail)
+        self.events_seen, self.checkpoints_seen = change["events_seen"], change["checkpoints_seen"]
+        self.verified = change["verified"]
 
     # --- checkpoints ----------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ class Ledger:
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
         self._envelope_events: dict[str, tuple[datetime, str, str, dict[str, Any]]] = {}
+        # What was added, in order: what a copy elsewhere takes (`added_since`, `take`).
+        self._added: list[tuple[bool, str, Any]] = []
 
     @staticmethod
     def concerns(event: dict[str, Any]) -> bool:
@@ -39,11 +41,22 @@ class Ledger:
         kind, subject, version = event["type"].split(".")[2], event["subject"], event["aggregateversion"]
         found = ledger.entry(kind, subject, version, event["data"], event.get("actor"), event["time"],
                              event.get("codeversion"))
-        if found is not None:
-            self.entries.setdefault(found["id"], found)
-        if kind.startswith("Envelope"):
-            self._envelope_events.setdefault(f"{subject}/{version}", (_moment(event["time"]), kind, subject,
-                                                                       event["data"]))
+        if found is not None and found["id"] not in self.entries:
+            self.entries[found["id"]] = found
+            self._added.append((True, found["id"], found))
+        key = f"{subject}/{version}"
+        if kind.startswith("Envelope") and key not in self._envelope_events:
+            self._envelope_events[key] = (_moment(event["time"]), kind, subject, event["data"])
+            self._added.append((False, key, self._envelope_events[key]))
+
+    def added_since(self, mark: int) -> tuple[list[tuple[bool, str, Any]], int]:
+        """What was added since `mark` (0: since the start), and the new mark."""
+        return self._added[mark:], len(self._added)
+
+    def take(self, added: list[tuple[bool, str, Any]]) -> None:
+        """What the same ledger, kept elsewhere, added (`added_since`)."""
+        for is_entry, key, value in added:
+            (self.entries if is_entry else self._envelope_events).setdefault(key, value)
 
     def as_of(self, moment: datetime | None = None) -> dict[str, Any]:
         """The decisions and the envelopes' totals as they stood at `moment` (now: None)."""
