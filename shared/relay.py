@@ -113,6 +113,9 @@ class Relay:
         self._notify_callbacks: list[Any] = []
         self._lock_lost = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Written while the next batch is read, built and sent (awaited before the next write).
+        self._recording: asyncio.Future[Any] | None = None
+        self._checkpoint_ack: asyncio.Future[Any] | None = None
 
     # --- waking -------------------------------------------------------------
 
@@ -244,6 +247,8 @@ class Relay:
             if in_flight is not None and not self._lock_lost.is_set():
                 with contextlib.suppress(Exception):
                     await self._complete(in_flight)
+            with contextlib.suppress(Exception):
+                await self._settled()
 
     async def drain(self, kafka: AIOKafkaProducer) -> int:
         """Publish everything stored so far, pipelined as the running relay does; returns how many."""
@@ -256,6 +261,7 @@ class Relay:
                 await self._checkpoint(kafka)
                 published += in_flight.count
             if sent is None:
+                await self._settled()
                 return published
             in_flight = sent
 
@@ -288,9 +294,14 @@ class Relay:
             batch.span.end()
         for leaf in batch.leaves:
             self.tree.append(leaf)
+        # The position (with the tree at it) is written while the next batch goes out: it is a
+        # hint of where to resume, so the relay need not wait for it, only keep the writes in order.
+        if self._recording is not None:
+            await self._recording
         with suppress_instrumentation():
-            await asyncio.to_thread(self.app.record_position_hint, Tracking(self.tracking_name, batch.last_id),
-                                    json.dumps(self.tree.to_dict()))
+            self._recording = asyncio.ensure_future(asyncio.to_thread(
+                self.app.record_position_hint, Tracking(self.tracking_name, batch.last_id),
+                json.dumps(self.tree.to_dict())))
         self.position = batch.last_id
         self.sequence += batch.count
         self.published += batch.count
@@ -306,9 +317,21 @@ class Relay:
             return
         checkpoint = Checkpoint(self.checkpoints.signer.name, self.tree.size, self.tree.root())
         note = self.checkpoints.signer.sign(checkpoint.text())  # Ed25519: the same note for the same tree
-        await kafka.send_and_wait(self.checkpoints.topic, value=note.encode(), key=self.service.encode(),
-                                  headers=[("content-type", b"text/plain; charset=utf-8")])
+        if self._checkpoint_ack is not None:
+            await self._checkpoint_ack  # the previous one is on Kafka (or its failure restarts the relay)
+        # Not waited for here: it goes out with the next batch; a failure surfaces at the next checkpoint.
+        self._checkpoint_ack = await kafka.send(self.checkpoints.topic, value=note.encode(),
+                                                key=self.service.encode(),
+                                                headers=[("content-type", b"text/plain; charset=utf-8")])
         self.checkpointed = (checkpoint.size, time.monotonic())
+
+    async def _settled(self) -> None:
+        """Wait for the last position write and the last checkpoint (stopping, or drained)."""
+        recording, ack, self._recording, self._checkpoint_ack = self._recording, self._checkpoint_ack, None, None
+        if recording is not None:
+            await recording
+        if ack is not None:
+            await ack
 
     def _restore_tree(self) -> CompactTree:
         """The tree at the relay's position: as recorded with it, or rebuilt from the log
