@@ -7,7 +7,7 @@ checkpoint whose events never came reported missing (a checkpoint is published
 after its events are acknowledged, so they are on Kafka before it).
 
 The work is shared between reader processes (`python -m services.audit.consumers`,
-one per core by default, `Settings.audit_readers`): taking a record from aiokafka
+two per core by default, at most one per log, `Settings.audit_readers`): taking a record from aiokafka
 costs about as much CPU as checking it, and together they are more than one core
 does at the rate Kafka serves records (issue 5 §8). The logs are independent, so
 each reader owns whole logs: every partition of their topics, and their records of
@@ -88,7 +88,7 @@ def _may_concern_the_ledger(value: bytes) -> bool:
         return True
     start = at + len(b',"type":"passerelle.funding.')
     end = value.find(b".", start)
-    return end < 0 or Ledger.concerns({"type": f"passerelle.funding.{value[start:end].decode(errors='replace')}.v"})
+    return end < 0 or Ledger.keeps(value[start:end].decode(errors="replace"))
 
 
 @dataclass
@@ -182,14 +182,13 @@ def _shares(partitions: list[_Partition], indexes: list[int], readers: int) -> l
 
 
 def apply_ready(app: AuditApplication, partitions: list[_Partition], ready: list[tuple[str, list[tuple[Any, ...]]]]
-                ) -> int:
+                ) -> None:
     """Rows put in order (`_Order.ready`) to the application: each log's records, a checkpoint
-    after what was written before it. Returns how many rows."""
+    after what was written before it."""
     def where(row: tuple[Any, ...]) -> str:
         partition = partitions[row[1]]
         return f"{partition.topic}:{partition.partition}:{row[2]}"
 
-    applied = 0
     for service, rows in ready:
         start = 0
         for i in [i for i, row in enumerate(rows) if partitions[row[1]].service is None]:
@@ -197,8 +196,6 @@ def apply_ready(app: AuditApplication, partitions: list[_Partition], ready: list
             start = i + 1
             app.record_checkpoint(rows[i][3], rows[i][4], where(rows[i]))  # key, value
         app.record_read(service, rows[start:], where)
-        applied += len(rows)
-    return applied
 
 
 class Replay:
@@ -448,9 +445,7 @@ async def _read(config: dict[str, Any], out: Any) -> None:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
 
-        async def states() -> list[tuple[int, int, int]]:
-            for tp, i in places.items():
-                partitions[i].position = await consumer.position(tp)
+        def states() -> list[tuple[int, int, int]]:
             return [(numbers[i], p.position, p.end) for i, p in enumerate(partitions)]
 
         def mine(key: bytes | None) -> bool:  # a checkpoint of one of this reader's logs
@@ -458,13 +453,14 @@ async def _read(config: dict[str, Any], out: Any) -> None:
             return service in services or (strangers and service not in owned)
 
         while not stop.is_set():
-            current = await states()
             if config["until_end"] and all(p.drained for p in partitions):
                 apply_ready(app, partitions, order.ready())
                 app.settle()
-                _send(out, ("end", app.changes(marks), current))
+                _send(out, ("end", app.changes(marks), states()))
                 return
             batches = await consumer.getmany(timeout_ms=200, max_records=config["batch"])
+            for tp, i in places.items():  # where each partition is now, read once a turn
+                partitions[i].position = await consumer.position(tp)
             if batches:
                 for tp, records in batches.items():
                     i = places[tp]
@@ -478,18 +474,16 @@ async def _read(config: dict[str, Any], out: Any) -> None:
                     partitions[i].last_timestamp = records[-1].timestamp
                     if not config["until_end"]:
                         partitions[i].end = max(partitions[i].end, consumer.highwater(tp) or 0)
-                current = await states()
                 apply_ready(app, partitions, order.ready())
-                _send(out, ("state", app.changes(marks), current))
+                _send(out, ("state", app.changes(marks), states()))
             elif not config["until_end"]:  # nothing came: a fresh look at where the partitions end
                 for tp, end in (await consumer.end_offsets(tps)).items():
                     partitions[places[tp]].end = end
-                current = await states()
                 idle = all(p.drained for p in partitions)
                 if idle:  # all there is is read: what is still waiting is missing
                     apply_ready(app, partitions, order.ready())
                     app.settle()
-                _send(out, ("idle" if idle else "state", app.changes(marks), current))
+                _send(out, ("idle" if idle else "state", app.changes(marks), states()))
     finally:
         await consumer.stop()
 

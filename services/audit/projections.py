@@ -34,6 +34,11 @@ class Ledger:
             kind = event["type"].split(".")[2]
         except (KeyError, IndexError, AttributeError, TypeError):
             return True
+        return Ledger.keeps(kind)
+
+    @staticmethod
+    def keeps(kind: str) -> bool:
+        """Whether the ledger keeps anything of funding's events of this kind (their name)."""
         return kind in ledger.DECISIONS or kind.startswith("Envelope")
 
     def record(self, event: dict[str, Any]) -> None:
