@@ -34,9 +34,12 @@ def trusted_keys(settings: Settings) -> dict[str, bytes]:
 
 
 class AuditApplication:
-    def __init__(self, settings: Settings, keys: dict[str, bytes] | None = None):
+    def __init__(self, settings: Settings, keys: dict[str, bytes] | None = None, *, keeps_ledger: bool = True):
         self.settings = settings
         self.keys = trusted_keys(settings) if keys is None else keys
+        # False in the replay's readers: the records for the ledger are handed on as read
+        # (`changes`), and the application that takes them parses them and keeps the ledger.
+        self.keeps_ledger = keeps_ledger
         self._lock = threading.Lock()
         self.reset()
 
@@ -45,6 +48,7 @@ class AuditApplication:
         with getattr(self, "_lock", threading.Lock()):
             self.logs: dict[str, ServiceLog] = {service: ServiceLog(service) for service in SERVICES}
             self.ledger = Ledger()
+            self._for_the_ledger: list[bytes] = []  # not keeps_ledger: what `changes` hands on
 
     def _log(self, service: str) -> ServiceLog:
         log = self.logs.get(service)
@@ -58,25 +62,29 @@ class AuditApplication:
         """Records of a service's topic as the replay's readers read them, in the order they were
         written; each a tuple that ends with what the reader found (consumers.examine): what the
         record claims (sequence, leaf hash, event id, whether the hash is the hash of its content)
-        or why it is no event of a log at all, then the event when the ledger takes it (a verified
-        record of funding's; else None). `where(row)` names a record in a problem."""
+        or why it is no event of a log at all, then the record itself when the ledger may keep
+        something of it (a verified record of funding's; else None). `where(row)` names a record
+        in a problem."""
         with self._lock:
             log = self._log(service)
-            ledger_events = []
+            for_the_ledger = []
 
             def events() -> Iterator[tuple[int, bytes, str, bool, Any]]:
                 for row in rows:
-                    found, event = row[-2], row[-1]
+                    found, value = row[-2], row[-1]
                     if type(found) is str:
                         log.problem("modified", None, f"{where(row)} is not a CloudEvent of the log: {found}")
                         continue
-                    if event is not None:
-                        ledger_events.append(event)
+                    if value is not None:
+                        for_the_ledger.append(value)
                     yield *found, row
 
             log.record_events(events(), where)
-            for event in ledger_events:
-                self.ledger.record(event)
+            if self.keeps_ledger:
+                for value in for_the_ledger:
+                    self.ledger.record(value)
+            else:
+                self._for_the_ledger += for_the_ledger
 
     def record_checkpoint(self, key: bytes | None, value: bytes, where: str) -> None:
         """A record of `audit.checkpoints`, keyed by the service whose log it signs."""
@@ -98,23 +106,26 @@ class AuditApplication:
             log.record_checkpoint(checkpoint.size, checkpoint.root, True, where)
 
     def changes(self, marks: dict[str, Any]) -> dict[str, Any]:
-        """What every log and the ledger learnt since `marks` (updated in place; {} at the start):
-        what the replay's readers hand to the audit's application (`take`)."""
+        """What every log learnt since `marks` (updated in place; {} at the start) and the records
+        for the ledger read since the last call: what the replay's readers hand to the audit's
+        application (`take`)."""
         with self._lock:
             logs = {}
             for service, log in self.logs.items():
                 change, marks[service] = log.changes(marks.get(service))
                 if change["nodes"][0] or change["problems"] or change["events_seen"] or change["checkpoints_seen"]:
                     logs[service] = change
-            added, marks[""] = self.ledger.added_since(marks.get("", 0))
-            return {"logs": logs, "ledger": added}
+            for_the_ledger, self._for_the_ledger = self._for_the_ledger, []
+            return {"logs": logs, "ledger": for_the_ledger}
 
     def take(self, changes: dict[str, Any]) -> None:
-        """The changes of logs checked elsewhere (a reader's `changes`)."""
+        """The changes of logs checked elsewhere (a reader's `changes`), and the verified records
+        for the ledger, which this application keeps."""
         with self._lock:
             for service, change in changes["logs"].items():
                 self._log(service).take(change)
-            self.ledger.take(changes["ledger"])
+            for value in changes["ledger"]:
+                self.ledger.record(value)
 
     def settle(self) -> None:
         with self._lock:

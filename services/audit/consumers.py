@@ -14,11 +14,12 @@ each reader owns whole logs: every partition of their topics, and their records 
 `audit.checkpoints`. It is its own aiokafka consumer (no group); it checks every
 record's leaf hash from its bytes (`records.read_record`), puts the records of each
 log back in the order they were written (`_Order`), grows the trees, checks the
-checkpoints' signatures and roots and keeps the ledger, with the same
-`AuditApplication` as a single process would: nothing is checked less. It hands
-this process what changed (`AuditApplication.changes`: the trees' new nodes, new
-problems, counts, the ledger's new entries), which this process's application
-takes (`take`) to answer the auditor, without hashing anything again.
+checkpoints' signatures and roots, with the same `AuditApplication` as a single
+process would: nothing is checked less. It hands this process what changed
+(`AuditApplication.changes`: the trees' new nodes, new problems, counts) and
+funding's verified records for the ledger, as read; this process's application
+takes them (`take`) to answer the auditor, without hashing anything again, and
+parses only those records to keep the ledger (the readers parse no JSON).
 
 A reader stops when its standard input ends (this process stopped it, or died).
 """
@@ -42,7 +43,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.audit.records import read_record
@@ -66,23 +66,23 @@ _TIMESTAMP = itemgetter(0)
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def examine(service: str, value: bytes) -> tuple[tuple[int, bytes, str, bool] | str, dict[str, Any] | None]:
+def examine(service: str, value: bytes) -> tuple[tuple[int, bytes, str, bool] | str, bytes | None]:
     """What a reader finds in a record of a service's topic: (sequence, claimed leaf hash, event id,
     whether the hash is the hash of the content), or why it is no event of a log at all; and the
-    event itself when it is a verified record of funding's that the ledger keeps."""
+    record itself when it is a verified record of funding's that the ledger may keep something of
+    (the application that keeps the ledger parses it: a reader parses no JSON)."""
     try:
         found = read_record(value)
     except ValueError as exc:
         return str(exc), None
     if service == "funding" and found[3] and _may_concern_the_ledger(value):
-        event = orjson.loads(value)
-        return found, event if Ledger.concerns(event) else None
+        return found, value
     return found, None
 
 
 def _may_concern_the_ledger(value: bytes) -> bool:
     """False when the record's type, read from its canonical bytes, is none the ledger keeps: most
-    of funding's events are not parsed at all. True when in doubt (the event is parsed and asked)."""
+    of funding's events are never parsed. True when in doubt (the ledger parses it and sees)."""
     at = value.rfind(b',"type":"passerelle.funding.')
     if at < 0:
         return True
@@ -429,7 +429,8 @@ async def _read(config: dict[str, Any], out: Any) -> None:
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=until_stdin_ends, daemon=True).start()
-    app = AuditApplication(None, keys={name: bytes.fromhex(key) for name, key in config["keys"].items()})  # type: ignore[arg-type]
+    app = AuditApplication(None, keys={name: bytes.fromhex(key) for name, key in config["keys"].items()},  # type: ignore[arg-type]
+                           keeps_ledger=False)
     marks: dict[str, Any] = {}
     services, owned, strangers = set(config["services"]), set(config["owned"]), config["strangers"]
     # This reader's partitions, in the replay's order (topic, partition): rows carry their place here.

@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from shared import ledger
 
 
@@ -23,13 +25,11 @@ class Ledger:
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
         self._envelope_events: dict[str, tuple[datetime, str, str, dict[str, Any]]] = {}
-        # What was added, in order: what a copy elsewhere takes (`added_since`, `take`).
-        self._added: list[tuple[bool, str, Any]] = []
 
     @staticmethod
     def concerns(event: dict[str, Any]) -> bool:
-        """Whether `record` keeps anything of this event (the replay's readers send only those);
-        a malformed one too, so that it fails in `record` as it always did."""
+        """Whether `record` keeps anything of this event; a malformed one too, so that it fails
+        there (a record of funding's that the ledger cannot read stops the replay)."""
         try:
             kind = event["type"].split(".")[2]
         except (KeyError, IndexError, AttributeError, TypeError):
@@ -41,27 +41,20 @@ class Ledger:
         """Whether the ledger keeps anything of funding's events of this kind (their name)."""
         return kind in ledger.DECISIONS or kind.startswith("Envelope")
 
-    def record(self, event: dict[str, Any]) -> None:
-        """A verified record of `funding.events` (a CloudEvent); a re-published one changes nothing."""
+    def record(self, value: bytes) -> None:
+        """A verified record of `funding.events` (a CloudEvent, as read); one the ledger keeps nothing
+        of, or a re-published one, changes nothing."""
+        event = orjson.loads(value)
+        if not Ledger.concerns(event):
+            return
         kind, subject, version = event["type"].split(".")[2], event["subject"], event["aggregateversion"]
         found = ledger.entry(kind, subject, version, event["data"], event.get("actor"), event["time"],
                              event.get("codeversion"))
-        if found is not None and found["id"] not in self.entries:
-            self.entries[found["id"]] = found
-            self._added.append((True, found["id"], found))
+        if found is not None:
+            self.entries.setdefault(found["id"], found)
         key = f"{subject}/{version}"
         if kind.startswith("Envelope") and key not in self._envelope_events:
             self._envelope_events[key] = (_moment(event["time"]), kind, subject, event["data"])
-            self._added.append((False, key, self._envelope_events[key]))
-
-    def added_since(self, mark: int) -> tuple[list[tuple[bool, str, Any]], int]:
-        """What was added since `mark` (0: since the start), and the new mark."""
-        return self._added[mark:], len(self._added)
-
-    def take(self, added: list[tuple[bool, str, Any]]) -> None:
-        """What the same ledger, kept elsewhere, added (`added_since`)."""
-        for is_entry, key, value in added:
-            (self.entries if is_entry else self._envelope_events).setdefault(key, value)
 
     def as_of(self, moment: datetime | None = None) -> dict[str, Any]:
         """The decisions and the envelopes' totals as they stood at `moment` (now: None)."""

@@ -161,9 +161,10 @@ def test_the_replay_puts_each_logs_records_back_in_the_order_written():
     assert [row[3] for _, rows in order.ready() for row in rows] == ["d", "e", "f"] and order.pending == 0
 
 
-def test_a_reader_hands_the_ledger_funding_decisions_only_and_parses_nothing_else() -> None:
-    """The replay's readers give the ledger funding's decisions; other events are told apart from
-    their bytes (not parsed); a record in another form is parsed and asked."""
+def test_a_reader_hands_on_funding_decisions_as_read_and_the_ledger_keeps_each_once() -> None:
+    """The replay's readers hand on funding's records the ledger may keep, as read (they parse no
+    JSON: other events are told apart from their bytes, and a record in another form is handed on
+    in doubt); the ledger parses them, keeps the decisions and each once."""
     import uuid
     from datetime import datetime, timezone
 
@@ -179,10 +180,17 @@ def test_a_reader_hands_the_ledger_funding_decisions_only_and_parses_nothing_els
                                  {"timestamp": when, "amount_cents": 500_000, "_meta": meta}, 7)[1]
     noted = record_from_state("funding", "SpendingEvidenceRecorded", 1, uuid.uuid4(), 5,
                               {"timestamp": when, "tranche": 1, "_meta": meta}, 8)[1]
-    found, event = examine("funding", approved)
-    assert found[:1] == (7,) and found[3] and event["type"] == "passerelle.funding.FinancingApproved.v1"
+    found, record = examine("funding", approved)
+    assert found[:1] == (7,) and found[3] and record == approved
     assert examine("funding", noted)[1] is None
     assert examine("intake", approved)[1] is None  # only funding's log holds the ledger
     reordered = orjson.dumps(dict(reversed(list(orjson.loads(approved).items()))))  # not canonical
-    found, event = examine("funding", reordered)
-    assert found[0] == 7 and found[3] and event is not None
+    found, record = examine("funding", reordered)
+    assert found[0] == 7 and found[3] and record == reordered  # in doubt: the ledger parses it
+
+    from services.audit.projections import Ledger
+
+    ledger = Ledger()
+    for value in (approved, noted, reordered, approved):  # what the readers hand on, and more
+        ledger.record(value)
+    assert [e["kind"] for e in ledger.entries.values()] == ["FinancingApproved"]  # once, though read twice
