@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,33 +58,22 @@ class AuditApplication:
 
     # --- what the records say -------------------------------------------------------------
 
-    def record_read(self, service: str, rows: list[tuple[Any, ...]], where: Callable[[Any], str]) -> None:
-        """Records of a service's topic as the replay's readers read them, in the order they were
-        written; each a tuple that ends with what the reader found (consumers.examine): what the
-        record claims (sequence, leaf hash, event id, whether the hash is the hash of its content)
-        or why it is no event of a log at all, then the record itself when the ledger may keep
-        something of it (a verified record of funding's; else None). `where(row)` names a record
-        in a problem."""
+    def record_read(self, service: str, records: list[tuple[Any, ...]], where: Callable[[Any], str]) -> None:
+        """Records of a service's topic as the replay's readers read them (`domain.RECORD`), in the
+        order they were written; `where(record)` names one in a problem."""
         with self._lock:
-            log = self._log(service)
-            for_the_ledger = []
-
-            def events() -> Iterator[tuple[int, bytes, str, bool, Any]]:
-                for row in rows:
-                    found, value = row[-2], row[-1]
-                    if type(found) is str:
-                        log.problem("modified", None, f"{where(row)} is not a CloudEvent of the log: {found}")
-                        continue
-                    if value is not None:
-                        for_the_ledger.append(value)
-                    yield *found, row
-
-            log.record_events(events(), where)
+            self._log(service).record_events(records, where)
+            for_the_ledger = [record[7] for record in records if record[7] is not None]
             if self.keeps_ledger:
                 for value in for_the_ledger:
                     self.ledger.record(value)
             else:
                 self._for_the_ledger += for_the_ledger
+
+    def record_unreadable(self, service: str, where: str, why: str) -> None:
+        """A record of a service's topic that is no event of a log at all."""
+        with self._lock:
+            self._log(service).problem("modified", None, f"{where} is not a CloudEvent of the log: {why}")
 
     def record_checkpoint(self, key: bytes | None, value: bytes, where: str) -> None:
         """A record of `audit.checkpoints`, keyed by the service whose log it signs."""

@@ -43,7 +43,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.audit.records import read_record
 from services.audit.projections import Ledger
@@ -66,18 +66,25 @@ _TIMESTAMP = itemgetter(0)
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def examine(service: str, value: bytes) -> tuple[tuple[int, bytes, str, bool] | str, bytes | None]:
-    """What a reader finds in a record of a service's topic: (sequence, claimed leaf hash, event id,
-    whether the hash is the hash of the content), or why it is no event of a log at all; and the
-    record itself when it is a verified record of funding's that the ledger may keep something of
-    (the application that keeps the ledger parses it: a reader parses no JSON)."""
-    try:
-        found = read_record(value)
-    except ValueError as exc:
-        return str(exc), None
-    if service == "funding" and found[3] and _may_concern_the_ledger(value):
-        return found, value
-    return found, None
+def read_partition(service: str, index: int, records: list[ConsumerRecord[Any, Any]]
+                   ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
+    """What a reader finds in records of a service's topic (partition `index` of the replay): each
+    as the application takes it (`domain.RECORD`), the record itself for the ledger when it is a
+    verified record of funding's that the ledger may keep something of (the application that
+    keeps the ledger parses it: a reader parses no JSON); and the (offset, why) of those that are
+    no event of a log at all."""
+    rows, unreadable = [], []
+    ledger = service == "funding"
+    for r in records:
+        value = r.value
+        try:
+            sequence, leaf, event_id, matches = read_record(value)
+        except ValueError as exc:
+            unreadable.append((r.offset, str(exc)))
+            continue
+        rows.append((r.timestamp, index, r.offset, sequence, leaf, event_id, matches,
+                     value if ledger and matches and _may_concern_the_ledger(value) else None))
+    return rows, unreadable
 
 
 def _may_concern_the_ledger(value: bytes) -> bool:
@@ -142,22 +149,27 @@ class _Order:
         partition.last_timestamp = rows[-1][0]
         self.pending += len(rows)
 
-    def ready(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
-        """The rows that can be applied now: per log, in the order written."""
-        out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    def ready(self) -> list[tuple[str, list[tuple[Any, ...]], list[int]]]:
+        """The rows that can be applied now: per log, in the order written, and where its
+        checkpoints are among them."""
+        out: list[tuple[str, list[tuple[Any, ...]], list[int]]] = []
         for service, queues in self.waiting.items():
             sources = self.sources.get(service, self.checkpoints)
             bound = min((self.partitions[i].last_timestamp for i in sources if not self.partitions[i].drained),
                         default=None)
             taken: list[tuple[Any, ...]] = []
-            for rows in queues.values():
+            checkpoints: list[tuple[Any, ...]] = []
+            for index, rows in queues.items():
                 cut = len(rows) if bound is None else bisect.bisect_left(rows, bound, key=_TIMESTAMP)
                 if cut:
+                    if self.partitions[index].service is None:
+                        checkpoints += rows[:cut]
                     taken += rows[:cut]
                     del rows[:cut]
             if taken:
                 taken.sort()  # (timestamp, partition index, offset, ...): runs already sorted, a merge
-                out.append((service, taken))
+                # Rows are unique by (partition index, offset): each checkpoint found by bisection.
+                out.append((service, taken, sorted(bisect.bisect_left(taken, row) for row in checkpoints)))
                 self.pending -= len(taken)
         return out
 
@@ -181,17 +193,17 @@ def _shares(partitions: list[_Partition], indexes: list[int], readers: int) -> l
             for _, share in loads]
 
 
-def apply_ready(app: AuditApplication, partitions: list[_Partition], ready: list[tuple[str, list[tuple[Any, ...]]]]
-                ) -> None:
+def apply_ready(app: AuditApplication, partitions: list[_Partition],
+                ready: list[tuple[str, list[tuple[Any, ...]], list[int]]]) -> None:
     """Rows put in order (`_Order.ready`) to the application: each log's records, a checkpoint
     after what was written before it."""
     def where(row: tuple[Any, ...]) -> str:
         partition = partitions[row[1]]
         return f"{partition.topic}:{partition.partition}:{row[2]}"
 
-    for service, rows in ready:
+    for service, rows, checkpoints in ready:
         start = 0
-        for i in [i for i, row in enumerate(rows) if partitions[row[1]].service is None]:
+        for i in checkpoints:
             app.record_read(service, rows[start:i], where)  # what was written before the checkpoint first
             start = i + 1
             app.record_checkpoint(rows[i][3], rows[i][4], where(rows[i]))  # key, value
@@ -469,7 +481,9 @@ async def _read(config: dict[str, Any], out: Any) -> None:
                     if service is None:
                         rows = [(r.timestamp, i, r.offset, r.key, r.value) for r in records if mine(r.key)]
                     else:
-                        rows = [(r.timestamp, i, r.offset, *examine(service, r.value)) for r in records]
+                        rows, unreadable = read_partition(service, i, records)
+                        for offset, why in unreadable:
+                            app.record_unreadable(service, f"{tp.topic}:{tp.partition}:{offset}", why)
                     if rows:
                         order.add(i, rows)
                     partitions[i].last_timestamp = records[-1].timestamp

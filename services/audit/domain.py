@@ -27,6 +27,12 @@ from typing import Any
 from shared.merkle import MerkleLog
 
 
+# A record of a service's topic as the replay reads it (`ServiceLog.record_events`): when it was
+# written and where it is (the order records are taken in), what it claims and whether its leaf
+# hash is the hash of its content, and what the ledger may take of it (funding's; else None).
+RECORD = ("timestamp", "partition", "offset", "sequence", "leaf", "event_id", "matches", "for_the_ledger")
+
+
 @dataclass(frozen=True)
 class Problem:
     service: str
@@ -99,18 +105,19 @@ class ServiceLog:
             self.tree.append(self.ahead.pop(self.tree.size))
         self._check_pending()
 
-    def record_events(self, events: Iterable[tuple[int, bytes, str, bool, Any]], where: Callable[[Any], str]) -> None:
-        """`record_event` for many records, in the order they were written: (sequence, leaf, event
-        id, whether the leaf is the hash of the content, place), `where(place)` naming the record in
-        a problem. A record that takes a free place (in an honest log, every one: records of one
-        millisecond in different partitions come a little out of sequence) is kept as
-        `record_event` keeps it, and the contiguous leaves are added to the tree together
-        (MerkleLog.extend); a record whose place is taken goes through `record_event`."""
+    def record_events(self, records: Iterable[tuple[Any, ...]], where: Callable[[tuple[Any, ...]], str]) -> None:
+        """`record_event` for many records in the order they were written, each as the replay reads
+        it (`RECORD`), `where(record)` naming it in a problem. A record that takes a free place (in
+        an honest log, every one: records of one millisecond in different partitions come a little
+        out of sequence) is kept as `record_event` keeps it, and the contiguous leaves are added to
+        the tree together (MerkleLog.extend); a record whose place is taken goes through
+        `record_event`."""
         tree, ahead, places = self.tree, self.ahead, self.places
         run: list[bytes] = []  # leaves after the tree's, in order, not added yet
         following = tree.size  # the place after them
         seen = 0
-        for sequence, leaf, event_id, matches, place in events:
+        for record in records:
+            _, _, _, sequence, leaf, event_id, matches, _ = record
             seen += 1
             if sequence == following and matches and not ahead:  # the next in line: most records
                 run.append(leaf)
@@ -134,7 +141,7 @@ class ServiceLog:
                 tree.extend(run)
                 run = []
             seen -= 1  # record_event counts it
-            self.record_event(sequence, leaf, matches, where(place), event_id)
+            self.record_event(sequence, leaf, matches, where(record), event_id)
             following = tree.size
         if run:
             tree.extend(run)

@@ -13,6 +13,11 @@ def leaf(i: int, text: str = "event") -> bytes:
     return hashlib.sha256(b"\x00" + f"{text} {i}".encode()).digest()
 
 
+def as_read(records: list[tuple[int, bytes, str, bool]]) -> list[tuple[object, ...]]:
+    """(sequence, leaf, event id, matches) as the replay reads them: domain.RECORD, at offset i."""
+    return [(1000 + i, 0, i, *record, None) for i, record in enumerate(records)]
+
+
 def kinds(log: ServiceLog) -> list[tuple[str, int | None]]:
     return [(p.kind, p.sequence) for p in log.problems]
 
@@ -110,7 +115,7 @@ def test_many_records_at_once_are_named_as_one_by_one():
     one, many = ServiceLog("intake"), ServiceLog("intake")
     for i, (sequence, lf, event_id, matches) in enumerate(records):
         one.record_event(sequence, lf, matches, f"t:0:{i}", event_id)
-    many.record_events([(*r, i) for i, r in enumerate(records)], lambda i: f"t:0:{i}")
+    many.record_events(as_read(records), lambda record: f"t:0:{record[2]}")
     assert many.problems == one.problems and kinds(many) == [("modified", 1), ("modified", 4)]
     assert many.size == one.size == 7 and many.tree.root() == one.tree.root()
     assert many.events_seen == one.events_seen == len(records) and many.places == one.places
@@ -133,8 +138,8 @@ def test_records_a_little_out_of_sequence_are_kept_in_batches_as_one_by_one():
         for i, (sequence, lf, event_id, matches) in enumerate(records):
             one.record_event(sequence, lf, matches, f"t:0:{i}", event_id)
         cut = rng.randrange(len(records))  # in two batches
-        many.record_events([(*r, i) for i, r in enumerate(records[:cut])], lambda i: f"t:0:{i}")
-        many.record_events([(*r, cut + i) for i, r in enumerate(records[cut:])], lambda i: f"t:0:{i}")
+        many.record_events(as_read(records)[:cut], lambda record: f"t:0:{record[2]}")
+        many.record_events(as_read(records)[cut:], lambda record: f"t:0:{record[2]}")
         assert many.problems == one.problems
         assert (many.size, many.tree.root(), many.ahead, many.places, many.events_seen) == \
             (one.size, one.tree.root(), one.ahead, one.places, one.events_seen)
@@ -148,17 +153,18 @@ def test_the_replay_puts_each_logs_records_back_in_the_order_written():
     partitions = [_Partition("audit.checkpoints", 0, None, 0, 1, 0),
                   _Partition("intake.events", 0, "intake", 0, 3, 0), _Partition("intake.events", 1, "intake", 0, 3, 0)]
     order = _Order(partitions)
-    order.add(1, [(10, 1, 0, "a", None), (20, 1, 1, "c", None), (30, 1, 2, "e", None)])  # read ahead
+    order.add(1, [(10, 1, 0, "a"), (20, 1, 1, "c"), (30, 1, 2, "e")])  # read ahead
     partitions[1].position = 3
     assert order.ready() == []  # partition 1 and the checkpoints tell nothing yet
-    order.add(2, [(15, 2, 0, "b", None), (25, 2, 1, "d", None)])
+    order.add(2, [(15, 2, 0, "b"), (25, 2, 1, "d")])
     order.add(0, [(12, 0, 0, b"intake", b"note")])
     partitions[2].position, partitions[0].position = 2, 1
     ready = order.ready()
-    assert [(service, [row[3] for row in rows]) for service, rows in ready] == [("intake", ["a", b"intake", "b", "c"])]
-    order.add(2, [(40, 2, 2, "f", None)])
+    assert [(service, [row[3] for row in rows], checkpoints) for service, rows, checkpoints in ready] == \
+        [("intake", ["a", b"intake", "b", "c"], [1])]
+    order.add(2, [(40, 2, 2, "f")])
     partitions[2].position = 3  # every partition read to its end: the rest in order
-    assert [row[3] for _, rows in order.ready() for row in rows] == ["d", "e", "f"] and order.pending == 0
+    assert [row[3] for _, rows, _ in order.ready() for row in rows] == ["d", "e", "f"] and order.pending == 0
 
 
 def test_a_reader_hands_on_funding_decisions_as_read_and_the_ledger_keeps_each_once() -> None:
@@ -168,9 +174,11 @@ def test_a_reader_hands_on_funding_decisions_as_read_and_the_ledger_keeps_each_o
     import uuid
     from datetime import datetime, timezone
 
+    from types import SimpleNamespace
+
     import orjson
 
-    from services.audit.consumers import examine
+    from services.audit.consumers import read_partition
     from shared.envelope import record_from_state
 
     meta = {"actor": "user:anna", "correlationid": None, "causationid": None, "traceparent": None,
@@ -180,13 +188,14 @@ def test_a_reader_hands_on_funding_decisions_as_read_and_the_ledger_keeps_each_o
                                  {"timestamp": when, "amount_cents": 500_000, "_meta": meta}, 7)[1]
     noted = record_from_state("funding", "SpendingEvidenceRecorded", 1, uuid.uuid4(), 5,
                               {"timestamp": when, "tranche": 1, "_meta": meta}, 8)[1]
-    found, record = examine("funding", approved)
-    assert found[:1] == (7,) and found[3] and record == approved
-    assert examine("funding", noted)[1] is None
-    assert examine("intake", approved)[1] is None  # only funding's log holds the ledger
     reordered = orjson.dumps(dict(reversed(list(orjson.loads(approved).items()))))  # not canonical
-    found, record = examine("funding", reordered)
-    assert found[0] == 7 and found[3] and record == reordered  # in doubt: the ledger parses it
+    read = SimpleNamespace
+    records = [read(timestamp=1, offset=10, value=value) for value in (approved, noted, b"not json", reordered)]
+    rows, unreadable = read_partition("funding", 2, records)
+    assert [row[:4] + row[6:] for row in rows] == [(1, 2, 10, 7, True, approved), (1, 2, 10, 8, True, None),
+                                                  (1, 2, 10, 7, True, reordered)]  # in doubt: handed on
+    assert len(unreadable) == 1 and unreadable[0][0] == 10
+    assert all(row[7] is None for row in read_partition("intake", 2, records)[0])  # only funding's log
 
     from services.audit.projections import Ledger
 
