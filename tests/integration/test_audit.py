@@ -170,9 +170,14 @@ def test_a_record_forged_on_the_topic_is_named(service, kafka):
     # Same leafhash, other content: the hash gives it away.
     forged = original.value.replace(b"cause-02", b"cause-92")
     assert forged != original.value
-    asyncio.run(produce(kafka, topic, [(original.key, forged)]))
-    found = problems(audit(settings))
+    asyncio.run(produce(kafka, topic, [(original.key, forged), (original.key, b'{"not": "an event"}')]))
+    auditor = audit(settings)
+    found = problems(auditor)
     assert ("modified", 6) in found, found
+    # A record that is no event of the log at all is named where it is, with no place in the log.
+    unreadable = [p.detail for p in auditor.problems() if p.kind == "modified" and p.sequence is None]
+    assert len(unreadable) == 1 and f"{topic}:{original.partition}:" in unreadable[0] \
+        and "is not a CloudEvent of the log" in unreadable[0], unreadable
 
 
 @pytest.mark.parametrize("readers", [1, 3])
