@@ -63,6 +63,8 @@ def main(
                                           help="py-spy the services during parts 1 and 3 (needs py-spy in the venv)")] = False,
     audit_events: Annotated[int, typer.Option(envvar="BENCH_AUDIT_EVENTS",
                                               help="events of the audit part (its replay), over the 4 logs")] = 1_000_000,
+    audit_repeats: Annotated[int, typer.Option(envvar="BENCH_AUDIT_REPEATS",
+                                               help="rounds of raw consume then audit (medians)")] = 3,
     followup_dossiers: Annotated[int, typer.Option(envvar="BENCH_FOLLOWUP_DOSSIERS",
                                                    help="part followup: dossiers in follow-up")] = 200,
     followup_visits: Annotated[int, typer.Option(envvar="BENCH_FOLLOWUP_VISITS",
@@ -91,7 +93,7 @@ def main(
              "poll_ms": poll_ms, "profile": profile, "layers": layers, "decisions": decisions,
              "decision_clients": _ints(decision_clients), "followup_dossiers": followup_dossiers,
              "followup_visits": followup_visits, "followup_clients": _ints(followup_clients),
-             "indicator_queries": indicator_queries, "audit_events": audit_events}
+             "indicator_queries": indicator_queries, "audit_events": audit_events, "audit_repeats": audit_repeats}
     _log(f"run {infra.run_id}: {facts['machine']['cores']} cores, load {facts['machine']['load_average_at_start']}, "
          f"PostgreSQL {facts['postgres']['server_version']} at {infra.pg['host']}:{infra.pg['port']}, Kafka {infra.kafka}")
     figures: list[Figure] = []
@@ -156,7 +158,7 @@ def main(
             if "audit" in chosen:
                 from bench import audit
 
-                f, d = await audit.run(infra, stack, events=audit_events, log=_log)
+                f, d = await audit.run(infra, stack, events=audit_events, repeats=audit_repeats, log=_log)
                 figures.extend(f)
                 details["audit"] = d
 
