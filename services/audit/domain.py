@@ -5,8 +5,9 @@ publishes each once (again after a crash: the same bytes), with its leaf hash, a
 signs checkpoints of the tree. From the records alone the auditor rebuilds every
 tree and names what is wrong:
 
-- `modified`: a record whose leafhash is not the hash of its own content, or the
-  same event (same CloudEvent id) republished with other content;
+- `modified`: a record whose leafhash is not the hash of its own content, the
+  same event (same CloudEvent id) republished with other content, or a record
+  that is no event of the log at all (no place: named where it is);
 - `inserted`: an event never seen before takes a place already taken;
 - `moved`: an event seen at one place shows up at another (an event before it was
   deleted or inserted, or two were swapped);
