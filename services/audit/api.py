@@ -9,8 +9,8 @@ import httpx
 from fastapi import APIRouter, Depends, Query, Request
 
 from services.audit.application import AuditApplication
-from shared.auth import Principal, Role, issue_token, requires
-from shared.settings import Settings, service_url
+from shared.auth import Principal, Role, requires
+from shared.settings import service_url
 
 
 def application(request: Request) -> AuditApplication:
@@ -52,26 +52,28 @@ async def ledger(request: Request, app: App, _: Auditor,
                  compare: Annotated[bool, Query(description="compare with funding's own ledger")] = True
                  ) -> dict[str, Any]:
     """The ledger of public-funds decisions and the envelopes' totals, rebuilt from `funding.events`
-    alone, and what differs from the ledger funding keeps (GET /v1/decisions of funding)."""
+    alone, and what differs from what funding keeps: its decisions (GET /v1/decisions, as of the
+    same moment) and, for now only, its envelopes' totals (GET /v1/envelopes). Funding is asked
+    with the caller's own token: the audit acts for the auditor and holds no credentials."""
     rebuilt = app.ledger_as_of(as_of)
     if compare:
+        authorization = request.headers["Authorization"]
         try:
-            kept = await funding_ledger(request.app.state.audit.settings, as_of)
-            rebuilt["comparison"] = app.compare_ledger(rebuilt, kept)
+            kept = await funding_ledger(authorization, as_of)
+            envelopes = await funding_envelopes(authorization) if as_of is None else None
+            rebuilt["comparison"] = app.compare_ledger(rebuilt, kept, envelopes)
         except (httpx.HTTPError, ValueError) as exc:
             rebuilt["comparison"] = {"matches": None, "unavailable": f"funding's ledger: {type(exc).__name__}: {exc}"}
     return rebuilt
 
 
-async def funding_ledger(settings: Settings, as_of: datetime | None) -> list[dict[str, Any]]:
-    """Every entry of funding's own ledger, page by page, read as an auditor."""
-    token = issue_token(settings, "auditor", sub="service:audit", ttl_seconds=300)
+async def funding_ledger(authorization: str, as_of: datetime | None) -> list[dict[str, Any]]:
+    """Every entry of funding's own ledger, page by page, read with the caller's token."""
     entries: list[dict[str, Any]] = []
     params: dict[str, Any] = {"limit": 500}
     if as_of is not None:
         params["as_of"] = as_of.isoformat()
-    async with httpx.AsyncClient(base_url=service_url("funding"), timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with _funding(authorization) as client:
         while True:
             response = await client.get("/v1/decisions", params=params)
             response.raise_for_status()
@@ -80,6 +82,19 @@ async def funding_ledger(settings: Settings, as_of: datetime | None) -> list[dic
             if not page.get("next_cursor"):
                 return entries
             params["cursor"] = page["next_cursor"]
+
+
+async def funding_envelopes(authorization: str) -> list[dict[str, Any]]:
+    """Every envelope's totals as funding keeps them now, read with the caller's token."""
+    async with _funding(authorization) as client:
+        response = await client.get("/v1/envelopes")
+        response.raise_for_status()
+        envelopes: list[dict[str, Any]] = response.json()
+        return envelopes
+
+
+def _funding(authorization: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=service_url("funding"), timeout=30, headers={"Authorization": authorization})
 
 
 routers = [queries]

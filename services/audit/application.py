@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.audit.domain import Problem, ServiceLog
 from services.audit.records import content_hash, read_record  # noqa: F401 (where they were first)
-from services.audit.projections import Ledger, compare
+from services.audit.projections import Ledger, compare, compare_envelopes
 from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
 from shared.domain import InvalidValue, NotFound
 from shared.topics import SERVICES
@@ -135,6 +135,7 @@ class AuditApplication:
                     "verified_checkpoint": None if log.verified is None else {
                         "size": log.verified.size, "root": log.verified.root.hex(), "record": log.verified.where},
                     "unverified_events": log.size - (log.verified.size if log.verified else 0),
+                    "waiting": log.waiting_elsewhere or log.waiting(),
                     "problems": [_problem(p) for p in log.problems],
                 }
             return {"ok": not any(s["problems"] for s in services.values()), "services": services}
@@ -146,8 +147,17 @@ class AuditApplication:
         with self._lock:
             return {"as_of": moment.isoformat() if moment else None, **self.ledger.as_of(moment)}
 
-    def compare_ledger(self, rebuilt: dict[str, Any], kept: list[dict[str, Any]]) -> dict[str, Any]:
-        return compare(rebuilt["decisions"], kept)
+    def compare_ledger(self, rebuilt: dict[str, Any], kept: list[dict[str, Any]],
+                       kept_envelopes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What differs between the ledger rebuilt (`ledger_as_of`) and funding's decisions, and
+        its envelopes' totals when given (funding serves them as they stand now only)."""
+        comparison = compare(rebuilt["decisions"], kept)
+        if kept_envelopes is None:
+            comparison["envelopes"] = None
+        else:
+            comparison["envelopes"] = compare_envelopes(rebuilt["envelopes"], kept_envelopes)
+            comparison["matches"] = comparison["matches"] and comparison["envelopes"]["matches"]
+        return comparison
 
     def problems(self) -> list[Problem]:
         with self._lock:

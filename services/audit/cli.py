@@ -75,6 +75,10 @@ def verify(
                       str(log["unverified_events"]), str(len(log["problems"])))
     console.print(table)
     for name, log in report["services"].items():
+        if log["waiting"]:
+            waiting = log["waiting"]
+            console.print(f"[yellow]{name}[/yellow] no record at {waiting['at']} yet; {waiting['records']} records "
+                          f"after it wait, up to {waiting['last']} (missing once a checkpoint covers it)")
         for problem in log["problems"]:
             console.print(f"[red]{name}[/red] {problem['kind']} at {problem['sequence']}: {problem['detail']}")
     out.mkdir(parents=True, exist_ok=True)

@@ -68,10 +68,21 @@ class ServiceLog:
     events_seen: int = 0
     _signed: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # size -> (root, where) of signed checkpoints
     _reported: set[tuple[str, int | None, str]] = field(default_factory=set)
+    # A copy's `waiting`, as the log checked elsewhere last said (`take`).
+    waiting_elsewhere: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
         return self.tree.size
+
+    def waiting(self) -> dict[str, Any] | None:
+        """Records read beyond a place no record fills yet: the tree stops at that place (`at`),
+        `records` wait, the last at `last`. Not a problem yet: across partitions a record may
+        still be on its way (the relay retrying it); a signed checkpoint covering the place names
+        it missing (`settle`). None when nothing waits."""
+        if not self.ahead:
+            return None
+        return {"at": self.tree.size, "records": len(self.ahead), "last": max(self.ahead)}
 
     def problem(self, kind: str, sequence: int | None, detail: str) -> None:
         key = (kind, sequence, detail)
@@ -169,7 +180,7 @@ class ServiceLog:
         size, nodes = self.tree.tail(marks)
         change = {"size": size, "nodes": nodes, "problems": self.problems[problems:],
                   "events_seen": self.events_seen, "checkpoints_seen": self.checkpoints_seen,
-                  "verified": self.verified}
+                  "verified": self.verified, "waiting": self.waiting()}
         return change, (self.tree.marks(), len(self.problems))
 
     def take(self, change: dict[str, Any]) -> None:
@@ -179,6 +190,7 @@ class ServiceLog:
             self.problem(problem.kind, problem.sequence, problem.detail)
         self.events_seen, self.checkpoints_seen = change["events_seen"], change["checkpoints_seen"]
         self.verified = change["verified"]
+        self.waiting_elsewhere = change["waiting"]
 
     # --- checkpoints ----------------------------------------------------------------------
 

@@ -85,6 +85,25 @@ def compare(rebuilt: list[dict[str, Any]], kept: list[dict[str, Any]]) -> dict[s
     }
 
 
+TOTALS = ("allocated_cents", "reserved_cents", "disbursed_cents", "available_cents")
+
+
+def compare_envelopes(rebuilt: list[dict[str, Any]], kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """What differs between the envelopes' totals rebuilt from Kafka and those funding keeps."""
+    ours = {e["id"]: e for e in rebuilt}
+    theirs = {str(e["id"]): e for e in kept}
+    differing = [{"id": key, "totals": {t: {"kafka": ours[key][t], "funding": theirs[key].get(t)}
+                                        for t in TOTALS if ours[key][t] != theirs[key].get(t)}}
+                 for key in sorted(ours.keys() & theirs.keys())
+                 if any(ours[key][t] != theirs[key].get(t) for t in TOTALS)]
+    return {
+        "matches": not differing and ours.keys() == theirs.keys(),
+        "only_on_kafka": sorted(ours.keys() - theirs.keys()),
+        "only_in_funding": sorted(theirs.keys() - ours.keys()),
+        "differing": differing,
+    }
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str) and a[:4].isdigit() and "T" in a and "T" in b:
         try:

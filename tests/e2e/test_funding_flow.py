@@ -4,6 +4,7 @@ with intake and partners, choreographed over real Kafka, from published rules to
 from __future__ import annotations
 
 import functools
+import time
 from datetime import datetime, timezone
 
 import httpx
@@ -166,7 +167,7 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> Non
 
     import psycopg
 
-    from services.audit.api import funding_ledger
+    from services.audit.api import funding_envelopes, funding_ledger
     from services.audit.application import AuditApplication
     from services.audit.consumers import Replay
     from tests.conftest import POSTGRES
@@ -187,24 +188,57 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> Non
         assert envelope["disbursed_cents"] > 0 and envelope["reserved_cents"] > 0  # two tranches paid, one to go
         for total in ("allocated_cents", "reserved_cents", "disbursed_cents", "available_cents"):
             assert envelope[total] == kept[total], (total, envelope, kept)
-        comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(settings, None)))
-        assert comparison["matches"], comparison
+        token = bearer(settings, "auditor")["Authorization"]
+        comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(token, None)),
+                                            asyncio.run(funding_envelopes(token)))
+        assert comparison["matches"] and comparison["envelopes"]["matches"], comparison
 
         before = datetime.fromisoformat(approval["decided_at"].replace("Z", "+00:00")) - timedelta(microseconds=1)
         then = auditor.ledger_as_of(before)
         assert "FinancingApproved" not in [d["kind"] for d in then["decisions"]]
-        assert auditor.compare_ledger(then, asyncio.run(funding_ledger(settings, before)))["matches"]
+        assert auditor.compare_ledger(then, asyncio.run(funding_ledger(token, before)))["matches"]
+
+        ask_the_audit_api_for_the_ledger(settings, rebuilt, before)
 
         # The auditor's command line exports the same ledger, as CSV and JSON.
         export_the_ledger(funding, approval)
 
-        # A decision that disappears from funding's own ledger is named.
+        # A decision that disappears from funding's own ledger, and an envelope whose totals funding
+        # changed behind the events' back, are named.
         with psycopg.connect(dbname=funding.settings.database_name, autocommit=True, **POSTGRES) as conn:
             conn.execute("DELETE FROM decisions_v1 WHERE id = %s", (approval["id"],))
-        comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(settings, None)))
+            conn.execute("UPDATE envelopes_v1 SET disbursed_cents = disbursed_cents + 1 WHERE id = %s", (envelope_id,))
+        comparison = auditor.compare_ledger(rebuilt, asyncio.run(funding_ledger(token, None)),
+                                            asyncio.run(funding_envelopes(token)))
         assert not comparison["matches"] and comparison["only_on_kafka"] == [approval["id"]]
+        assert [e["id"] for e in comparison["envelopes"]["differing"]] == [envelope_id]
+        assert set(comparison["envelopes"]["differing"][0]["totals"]) == {"disbursed_cents", "available_cents"}
     finally:
         os.environ.pop("PASSERELLE_FUNDING_URL", None)
+
+
+def ask_the_audit_api_for_the_ledger(settings, rebuilt: dict, before: datetime) -> None:
+    """GET /v1/ledger of the audit service: the same ledger, compared with funding's, which the
+    audit asks with the auditor's own token."""
+    from fastapi.testclient import TestClient
+
+    from services.audit.main import create_app
+
+    auditor = bearer(settings, "auditor")
+    with TestClient(create_app(settings.model_copy(update={"port": 0}))) as client:
+        deadline = time.monotonic() + 60
+        while (r := client.get("/v1/ledger", params={"compare": "false"}, headers=auditor)).json()["decisions"] \
+                != rebuilt["decisions"]:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.2)
+        body = client.get("/v1/ledger", headers=auditor).json()
+        assert body["comparison"]["matches"] and body["comparison"]["envelopes"]["matches"], body["comparison"]
+        assert body["envelopes"] == rebuilt["envelopes"]
+        then = client.get("/v1/ledger", params={"as_of": before.isoformat()}, headers=auditor).json()
+        assert then["comparison"]["matches"] and then["comparison"]["envelopes"] is None  # totals: as of now only
+        r = client.get("/v1/ledger", params={"as_of": "2026-03-01T12:00:00"}, headers=auditor)  # no zone
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+        assert client.get("/v1/ledger", headers=bearer(settings, "intake_officer")).status_code == 403
 
 
 def export_the_ledger(funding, approval: dict) -> None:

@@ -65,6 +65,24 @@ def test_a_checkpoint_over_places_no_record_fills_is_missing_once_caught_up():
     assert kinds(log) == [("missing", 2)]
 
 
+def test_records_beyond_a_place_no_record_fills_wait_and_say_so_until_a_checkpoint_names_it_missing():
+    log = ServiceLog("intake")
+    leaves = [leaf(i) for i in range(9)]
+    for i in (0, 1, 3, 4, 8):
+        log.record_event(i, leaves[i], True, f"t:0:{i}")
+    assert log.waiting() == {"at": 2, "records": 3, "last": 8}
+    log.settle()
+    assert log.problems == []  # the record may still come: the relay may be retrying it
+    copy = ServiceLog("intake")
+    copy.take(log.changes(None)[0])
+    assert copy.waiting_elsewhere == log.waiting()  # what the audit's application shows
+    log.record_checkpoint(5, root(leaves[:5]), True, "c:0:0")
+    log.settle()
+    assert kinds(log) == [("missing", 2)]
+    log.record_event(2, leaves[2], True, "t:1:0")
+    assert log.waiting() == {"at": 5, "records": 1, "last": 8}
+
+
 def test_a_checkpoint_of_another_history_a_fork_and_a_bad_signature_are_named():
     log = ServiceLog("intake")
     leaves = [leaf(i) for i in range(4)]
