@@ -13,6 +13,7 @@ from shared.envelope import CloudEvent
 from shared.merkle import consistency_proof, root, verify_consistency
 from shared.relay import Checkpoints, Relay
 from shared.topics import CHECKPOINTS_TOPIC, Topic, create_topics
+from tests.contract import validate_checkpoint
 from tests.integration.kafka_tools import read_all
 from tests.integration.sample import SampleApplication
 
@@ -64,6 +65,8 @@ def test_checkpoints_sign_the_tree_of_the_published_log_and_grow_consistently_ac
     leaves = _leaves(asyncio.run(read_all(kafka, topic, 22)))
     notes = asyncio.run(read_all(kafka, checkpoints_topic, 3))
     assert {r.key for r in notes} == {b"sample"}
+    for note in notes:
+        validate_checkpoint(note.value)  # as asyncapi.yaml describes them
     checkpoints = [Checkpoint.parse(open_note(r.value.decode(), signer.name, signer.public_key)) for r in notes]
     sizes = [c.size for c in checkpoints]
     assert sizes == sorted(sizes) and sizes[-1] == 22 and len(set(sizes)) >= 3, sizes

@@ -68,3 +68,7 @@ def test_a_record_is_checked_against_its_schema_and_a_wrong_one_is_refused():
             validate_record(orjson.dumps({**envelope, "data": broken}))
     with pytest.raises(jsonschema.ValidationError):
         validate_record(orjson.dumps({**envelope, "sequence": -1}))
+    for malformed in ({"time": "yesterday"}, {"time": "2026-03-01T12:00:00"},  # no zone
+                      {"data": {**envelope["data"], "person_id": "someone"}}):  # formats: date-time, uuid
+        with pytest.raises(jsonschema.ValidationError):
+            validate_record(orjson.dumps({**envelope, **malformed}))
