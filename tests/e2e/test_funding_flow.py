@@ -82,7 +82,7 @@ def test_rules_grant_committee_approval_tranches_and_follow_up_across_processes(
                "the approval in the ledger")
 
     the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, funding, followup, project_id)
-    check_the_auditors_ledger(funding, project_id, envelope["id"])
+    check_the_auditors_ledger(funding, project_id, envelope["id"], [intake, partners, funding, followup])
     every_record_keeps_the_contract(funding.settings)
 
 
@@ -158,9 +158,10 @@ def the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, fu
     assert paid.status_code == 200, paid.text
 
 
-def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> None:
-    """The audit rebuilds the ledger from Kafka alone: it matches funding's own, as of any time, and a
-    decision missing from funding's ledger is reported (issue 5 §2)."""
+def check_the_auditors_ledger(funding, project_id: str, envelope_id: str, services: list) -> None:
+    """The audit rebuilds the ledger from Kafka alone, trusting only the public keys the services
+    serve (GET /v1/keys): it matches funding's own, as of any time, and a decision missing from
+    funding's ledger is reported (issue 5 §2)."""
     import asyncio
     import os
     from datetime import timedelta
@@ -172,10 +173,17 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str) -> Non
     from services.audit.consumers import Replay
     from tests.conftest import POSTGRES
 
-    settings = funding.settings.model_copy(update={"service": "audit"})
+    served = [httpx.get(f"{service.url}/v1/keys").json() for service in services]
+    verifier_keys = [key["verifier_key"] for answer in served for key in answer["keys"]]
+    assert [answer["checkpoint_origin"] for answer in served] == [f"passerelle/{s.settings.service}" for s in services]
+    settings = funding.settings.model_copy(update={"service": "audit", "audit_verifier_keys": ",".join(verifier_keys)})
     auditor = AuditApplication(settings)
+    assert sorted(auditor.keys) == sorted(answer["checkpoint_origin"] for answer in served)
     asyncio.run(Replay(auditor, settings).replay_once())
-    assert auditor.verification()["services"]["funding"]["problems"] == []
+    report = auditor.verification()
+    assert report["ok"], [p for s in report["services"].values() for p in s["problems"]]
+    assert report["services"]["funding"]["problems"] == []
+    assert all(log["verified_checkpoint"] for log in report["services"].values()), report  # signed, checked
     os.environ["PASSERELLE_FUNDING_URL"] = funding.url
     try:
         rebuilt = auditor.ledger_as_of(None)
