@@ -36,6 +36,7 @@ from shared.http import Runtime
 from shared.settings import Settings
 from shared.topics import SERVICES, Topic, create_topics, event_topic, partner_feed_topic
 from tests.conftest import create_database, drop_database
+from tests.contract import validate_record
 from tests.integration.secured_kafka import (
     SecuredKafka,
     produce_as,
@@ -251,6 +252,7 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
         assert got == expected[partner], partner
         assert len({e["id"] for e in events}) == len(events), "an event reached a partner twice"
         for record, event in zip(records, events):
+            validate_record(record.value, channel="partner")  # as asyncapi.yaml documents the partner topics
             assert record.key.decode() == event["projectid"] == event["subject"]
             assert event["source"] == "/passerelle/partners/feed"
             assert not [s for s in SECRETS if s.encode() in record.value], event
