@@ -37,13 +37,15 @@ def _date_time(value: object) -> bool:
     return "T" in value and datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
 
 
-def validate_record(value: bytes) -> str:
+def validate_record(value: bytes, *, channel: str = "") -> str:
     """Validate one event record against its message's payload schema, formats included; returns
-    the event's type. Raises jsonschema.ValidationError (or KeyError for a type the contract does
-    not know)."""
+    the event's type. `channel` "partner" for a record of a partner's topic (the event as the feed
+    minimised it). Raises jsonschema.ValidationError (or KeyError for a type the contract does not
+    know)."""
     event = orjson.loads(value)
     _, service, name, _ = event["type"].split(".")
-    message = _document()["components"]["messages"][f"{service}.{name}"]
+    prefix = f"{channel}." if channel else ""
+    message = _document()["components"]["messages"][f"{prefix}{service}.{name}"]
     # The payload's "#/components/..." references resolve against the whole document.
     schema = {**message["payload"], "components": _document()["components"]}
     jsonschema.validate(event, schema, cls=jsonschema.Draft7Validator, format_checker=FORMATS)

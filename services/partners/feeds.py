@@ -14,13 +14,19 @@ Who sees what
     enablement. The feed starts there: a dossier's submission and eligibility
     come before its assignment, whose request (sent as well) carries the facts
     they established: country, region, sector; a partner enabling its feed
-    late reads its dossiers' past from the API. Deciding on the event's own
+    late reads its dossiers' past from the API. The feed stops with the
+    assignment's end (AssignmentEnded: the dossier was withdrawn or closed):
+    the end itself is sent, so the partner knows the dossier left its
+    caseload; nothing that happened after it is. Deciding on the event's own
     time, not on when the job happens to read it, gives the same feed whatever
     the job's lag.
-    The one blind spot: an event happening while the assignment or the
+    The blind spots: an event happening while the assignment or the
     enablement is being saved, that reaches the job before that save commits,
-    is left out (never sent twice). Times are the services' clocks: on one
-    host, one clock; in a cluster, keep them synchronised.
+    is left out (never sent twice); an event happening just after the end,
+    that reaches the job before the end's save commits (or in the same batch
+    as a first look that did not find the end yet), is sent. Times are the
+    services' clocks: on one host, one clock; in a cluster, keep them
+    synchronised.
 
 Minimised
     Only the event types in `SHARED` are published, each with only the fields
@@ -178,15 +184,23 @@ def _time(text: str) -> datetime:
 class Audience:
     """Which partners may receive an event about a dossier, as partners' store knows it.
 
-    Facts that never change once true are kept (a dossier's partners once assigned, a feed
-    once enabled); anything not yet true is asked again, so an assignment or an enablement
-    counts from the next event on.
+    Facts that never change once true are kept (a dossier's partners once assigned, its
+    assignment once ended, a feed once enabled); anything not yet true is asked again, so an
+    assignment or an enablement counts from the next event on. An end not yet known is asked
+    at most once per dossier per batch (`new_batch`): a batch of many events about one dossier
+    reads its assignment once, not once per event.
     """
 
     def __init__(self, app: Any):
         self.app = app
         self._assigned: dict[str, tuple[datetime, list[tuple[str, str]]]] = {}
+        self._ended_at: dict[str, datetime] = {}
+        self._read_this_batch: set[str] = set()  # dossiers whose assignment was read in this batch
         self._enabled_at: dict[str, datetime] = {}
+
+    def new_batch(self) -> None:
+        """A new batch of the job: an end not known yet may be asked again."""
+        self._read_this_batch.clear()
 
     def of(self, dossier: str, happened_at: datetime, before_assignment: bool = False) -> list[tuple[str, str]]:
         """(partner id, role) of every partner of the dossier whose feed covers an event at that time."""
@@ -195,6 +209,11 @@ class Audience:
             return []
         assigned_at, partners = assignment
         if happened_at < assigned_at and not before_assignment:
+            return []
+        ended_at = self._end(dossier)
+        # The end itself still goes out (the partner learns the dossier left its caseload);
+        # nothing after it.
+        if ended_at is not None and happened_at > ended_at:
             return []
         audience = []
         for partner_id, role in partners:
@@ -208,15 +227,26 @@ class Audience:
         if dossier in self._assigned:
             return self._assigned[dossier]
         try:
-            events = self.app.events.get(UUID(dossier))
+            self._read(dossier)
         except ValueError:  # not a dossier id
             return None
-        for e in events:
+        return self._assigned.get(dossier)  # None: not (yet) assigned, ask again next time
+
+    def _end(self, dossier: str) -> datetime | None:
+        """When the dossier's assignment ended; None while it has not (as far as this batch knows)."""
+        if dossier not in self._ended_at and dossier not in self._read_this_batch:
+            self._read(dossier)
+        return self._ended_at.get(dossier)
+
+    def _read(self, dossier: str) -> None:
+        """Read the dossier's assignment from the store and keep what is true for good."""
+        self._read_this_batch.add(dossier)
+        for e in self.app.events.get(UUID(dossier)):
             if isinstance(e, Assignment.PartnersAssigned):
                 partners = [(e.support_structure_id, SUPPORT_STRUCTURE), (e.local_operator_id, LOCAL_OPERATOR)]
                 self._assigned[dossier] = (e.timestamp, partners)
-                return self._assigned[dossier]
-        return None  # not (yet) assigned: ask again next time
+            elif isinstance(e, Assignment.AssignmentEnded):  # never reopened: an end is for good
+                self._ended_at[dossier] = e.timestamp
 
     def _feed_enabled_at(self, partner_id: str) -> datetime | None:
         if partner_id in self._enabled_at:
@@ -346,6 +376,7 @@ class PartnerFeed:
     def transform(self, records: list[Any]) -> list[Outgoing]:
         """Blocking (reads partners' store): the partners' records of upstream records, in order."""
         outgoing: list[Outgoing] = []
+        self.audience.new_batch()
         for record in records:
             try:
                 event = orjson.loads(record.value)

@@ -36,6 +36,7 @@ from shared.http import Runtime
 from shared.settings import Settings
 from shared.topics import SERVICES, Topic, create_topics, event_topic, partner_feed_topic
 from tests.conftest import create_database, drop_database
+from tests.contract import validate_record
 from tests.integration.secured_kafka import (
     SecuredKafka,
     produce_as,
@@ -213,6 +214,10 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
              amount_cents=10_000_000)
     for number in (1, 2, 3):
         up.visit(d1, number)
+    # d1 is withdrawn: its partners get the withdrawal and the assignment's end, nothing after it.
+    up.event("intake", "ProjectWithdrawn", d1, reason="Mamadou renonce", previous_status="in_followup")
+    app.end_assignment(d1, reason="dossier_withdrawn")
+    up.visit(d1, 4)  # logged after the end (a late entry): not the partners' any more
     up.event("intake", "TrainingRecorded", d3, course="gestion", hours=20, completed_on="2026-11-20")
     up.visit(d2, 1)
     app.enable_feed(uuid.UUID(l2))  # from now on: later events of d2 only
@@ -222,9 +227,11 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
         # the assignment (requested and assigned in one save), then what followed
         s1: Counter({("AssignmentRequested", d1): 1, ("PartnersAssigned", d1): 1, ("TrainingRecorded", d1): 1,
                      ("FinancingApproved", d1): 1, ("FundsDisbursed", d1): 1, ("FollowUpVisitLogged", d1): 3,
+                     ("ProjectWithdrawn", d1): 1, ("AssignmentEnded", d1): 1,
                      ("AssignmentRequested", d4): 1, ("PartnersAssigned", d4): 1}),
         l1: Counter({("AssignmentRequested", d1): 1, ("PartnersAssigned", d1): 1, ("FinancingApproved", d1): 1,
-                     ("AgreementSigned", d1): 1, ("FundsDisbursed", d1): 1, ("FollowUpVisitLogged", d1): 3}),
+                     ("AgreementSigned", d1): 1, ("FundsDisbursed", d1): 1, ("FollowUpVisitLogged", d1): 3,
+                     ("ProjectWithdrawn", d1): 1, ("AssignmentEnded", d1): 1}),
         s2: Counter({("AssignmentRequested", d2): 1, ("PartnersAssigned", d2): 1, ("FollowUpVisitLogged", d2): 2}),
         l2: Counter({("FollowUpVisitLogged", d2): 1}),
     }
@@ -245,6 +252,7 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
         assert got == expected[partner], partner
         assert len({e["id"] for e in events}) == len(events), "an event reached a partner twice"
         for record, event in zip(records, events):
+            validate_record(record.value, channel="partner")  # as asyncapi.yaml documents the partner topics
             assert record.key.decode() == event["projectid"] == event["subject"]
             assert event["source"] == "/passerelle/partners/feed"
             assert not [s for s in SECRETS if s.encode() in record.value], event
@@ -252,6 +260,9 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
         visits = [e["data"]["visit_number"] for e in events if e["type"].endswith("FollowUpVisitLogged.v1")]
         assert visits == sorted(visits)
 
+    for partner in (s1, l1):
+        ended = next(json.loads(r.value) for r in feeds[partner] if b"AssignmentEnded" in r.value)
+        assert ended["data"] == {"project_id": str(d1)}
     approved = next(json.loads(r.value) for r in feeds[l1] if b"FinancingApproved" in r.value)
     assert approved["data"] == {"amount_cents": 550_000, "rule_version": "2026-1"}
     assert approved["partnerrole"] == "local_operator"

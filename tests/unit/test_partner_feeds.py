@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any
 
 from services.partners.feeds import FEED_SOURCE, SHARED, PartnerFeed, dossier_of, minimised, share_of
 from services.partners.main import build
@@ -135,3 +138,60 @@ def test_a_published_feed_record_matches_its_documented_message():
     assert set(published["data"]) <= set(schema["data"]["properties"])
     assert set(PARTNER_FEED_EVENT["required"]) <= set(published)
     assert document()["channels"]["partner.{partnerId}.events"]["messages"]["ProjectSentToCommitteeForPartners"]
+
+
+class CountingEvents:
+    """Partners' event store, counting how often the job reads each aggregate."""
+
+    def __init__(self, events: Any):
+        self.events = events
+        self.reads: Counter = Counter()
+
+    def get(self, originator_id: uuid.UUID) -> Any:
+        self.reads[originator_id] += 1
+        return self.events.get(originator_id)
+
+
+def test_a_partner_gets_the_end_of_its_assignment_and_nothing_after(tmp_path):
+    settings = Settings(service="partners", data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
+    app = build(settings).app
+    structure = app.register(name="Aide IDF", kind="support_structure", region="FR-IDF", countries=[],
+                              sectors=[], capacity=5)
+    app.enable_feed(structure.id)
+    app.register(name="Bamako Conseil", kind="local_operator", region=None, countries=["ML"], sectors=[],
+                 capacity=5)
+    dossier = uuid.uuid4()
+    app.assign(dossier, country="ML", french_region="FR-IDF", sector="trade")
+    store = CountingEvents(app.events)
+    feed = PartnerFeed(SimpleNamespace(events=store), settings)
+
+    def visit(number: int) -> Record:
+        state = {"timestamp": datetime.now(timezone.utc), "project_id": str(dossier), "visit_number": number}
+        return Record(record_from_state("followup", "FollowUpVisitLogged", 1, dossier, number, state, 0)[1])
+
+    def visits_sent(out: list) -> list[int]:
+        return [json.loads(value)["data"]["visit_number"] for _, _, value in out
+                if b"FollowUpVisitLogged" in value]
+
+    # Assigned, not ended: one read of the dossier per batch, however many events it has.
+    assert visits_sent(feed.transform([visit(1), visit(2), visit(3)])) == [1, 2, 3]
+    assert store.reads[dossier] == 1
+    assert visits_sent(feed.transform([visit(4), visit(5)])) == [4, 5]
+    assert store.reads[dossier] == 2
+
+    before_end = visit(6)
+    app.end_assignment(dossier, reason="dossier_withdrawn")
+    ended = next(e for e in app.events.get(dossier) if type(e).__name__ == "AssignmentEnded")
+    state = {"timestamp": ended.timestamp, "project_id": str(dossier), "reason": "dossier_withdrawn",
+             "support_structure_id": ended.support_structure_id, "local_operator_id": ended.local_operator_id}
+    end = Record(record_from_state("partners", "AssignmentEnded", 1, dossier, 3, state, 0)[1])
+    out = feed.transform([before_end, end, visit(7), visit(8)])
+    # What happened up to the end (the end included) goes out, read late or not; nothing after it.
+    assert visits_sent(out) == [6]
+    assert [json.loads(value)["type"] for _, _, value in out if b"AssignmentEnded" in value] == \
+        ["passerelle.partners.AssignmentEnded.v1"]
+    assert store.reads[dossier] == 3
+    # The end is for good: no more reads of the dossier, nothing more sent.
+    assert feed.transform([visit(9)]) == []
+    assert store.reads[dossier] == 3
+    app.close()
