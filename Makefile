@@ -12,19 +12,21 @@ SUB ?=
 PARTNER ?=
 ARGS ?=
 
-.PHONY: help venv setup run test token bench audit kafka-fetch clean
+.PHONY: help venv setup run test keys token bench audit kafka-fetch clean
 
 help: ## list the targets
 	@echo "Passerelle: make <target>"
 	@echo
 	@echo "  setup        create .venv (Python 3.11) and pip install -e '.[dev]' (again when pyproject.toml changes)"
-	@echo "  run          Kafka + the services on SQLite under var/, seeded; foreground, Ctrl-C stops everything"
-	@echo "  test         PostgreSQL + a clean test Kafka (127.0.0.1:19092), then pytest; ARGS='...' go to pytest"
+	@echo "  run          the dev keys (outside the repo), Kafka + the services on SQLite under var/, seeded;"
+	@echo "               foreground, Ctrl-C stops everything"
+	@echo "  test         PostgreSQL + a clean test Kafka (127.0.0.1:19092) + the dev keys, then pytest; ARGS='...'"
+	@echo "  keys         make the missing development keys and print where they are (python -m shared.cli keys)"
 	@echo "  token        a bearer token: make token ROLE=<role> [SUB=<user id>] [PARTNER=<partner id>]"
 	@echo "  bench        the benchmarks (python -m bench) with the test infrastructure; ARGS='...' go to bench"
 	@echo "  audit        replay every topic from Kafka and verify it (python -m services.audit.cli); ARGS='...'"
 	@echo "  kafka-fetch  fetch the Kafka jars from Maven Central into \$${PASSERELLE_CACHE:-~/.cache/passerelle}"
-	@echo "  clean        remove var/ (data, logs, Kafka data); keeps the venv and the jar cache"
+	@echo "  clean        remove var/ (data, logs, Kafka data); keeps the venv, the jar cache and the dev keys"
 	@echo
 	@echo "  Addresses: intake 127.0.0.1:8001, partners :8002, funding :8003, followup :8004, audit :8005, Kafka :9092"
 
@@ -47,6 +49,9 @@ test: setup
 
 bench: setup
 	deploy/test.sh --bench $(ARGS)
+
+keys: setup
+	@$(PY) -m shared.cli keys
 
 token: setup
 	@test -n "$(ROLE)" || { echo "usage: make token ROLE=<role> [SUB=<user id>] [PARTNER=<partner id>]" >&2; exit 2; }

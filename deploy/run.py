@@ -3,6 +3,8 @@
     python -m deploy.run          (from the repository root; `make run` does this)
 
 1. checks that no service port is taken (another `make run`?),
+   and makes the missing development keys (`python -m shared.cli keys`: outside the repository,
+   in PASSERELLE_KEYS_DIR, else $XDG_DATA_HOME/passerelle/keys or ~/.local/share/passerelle/keys),
 2. starts Kafka with deploy/kafka.sh (127.0.0.1:9092, controller 9093, data var/kafka),
 3. creates the topics (`python -m shared.topics create`),
 4. starts every service of SERVICES whose module exists, each logging to var/log/<name>.log,
@@ -207,6 +209,13 @@ class Supervisor:
         run_helper(["bash", str(KAFKA_SH), "stop"], self.kafka_env, "kafka.sh stop")
         self.kafka_started = False
 
+    def make_keys(self) -> None:
+        """The development keys, made before any service starts (the audit reads their verifier files)."""
+        say("keys: python -m shared.cli keys")
+        rc = run_helper([self.python, "-m", "shared.cli", "keys"], self.base_env, "shared.cli keys")
+        if rc != 0:
+            raise Failed(f"`python -m shared.cli keys` failed (exit {rc})")
+
     def create_topics(self) -> None:
         if not module_exists("shared.topics"):
             say("topics: shared.topics does not exist yet, skipped")
@@ -376,6 +385,7 @@ def main() -> int:
     try:
         sup = Supervisor()
         sup.check_ports()
+        sup.make_keys()
         VAR.mkdir(exist_ok=True)
         sup.start_kafka()
         sup.create_topics()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The body of `make test` (and so of .ci/run): PostgreSQL, a clean Kafka for tests on
-# 19092/19093 (data var/test-kafka, wiped at each run), then pytest; both stopped on exit.
+# 19092/19093 (data var/test-kafka, wiped at each run), the development keys
+# (`python -m shared.cli keys`), then pytest; PostgreSQL and Kafka stopped on exit.
 #
 #   deploy/test.sh [PYTEST ARGS...]     .venv/bin/python -m pytest -q -p no:cacheprovider ARGS
 #   deploy/test.sh --bench [ARGS...]    .venv/bin/python -m bench ARGS, with the same infrastructure
@@ -60,6 +61,12 @@ test_kafka stop >/dev/null
 rm -rf "$TEST_KAFKA_DIR"
 test_kafka start
 echo "test.sh: infrastructure ready in $((SECONDS - started))s"
+
+# The development keys, outside the repository (PASSERELLE_KEYS_DIR, else
+# $XDG_DATA_HOME/passerelle/keys or ~/.local/share/passerelle/keys): what the bench's services
+# and a test run with default settings use. Tests that make their own services keep throw-away
+# keys under their tmp_path.
+"$PY" -m shared.cli keys
 
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$TEST_KAFKA_PORT
 export PASSERELLE_TEST_POSTGRES=1

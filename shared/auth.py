@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from shared.keys import create_private_file, ensure_keys_dir
 from shared.settings import Settings
 
 
@@ -73,14 +74,14 @@ def ensure_dev_keys(settings: Settings) -> tuple[Path, Path]:
     private, public = _dev_key_paths(settings)
     if public.exists() and (private.exists() or settings.jwt_public_key_path):
         return private, public
-    private.parent.mkdir(parents=True, exist_ok=True)
+    ensure_keys_dir(private.parent)
     with open(private.parent / ".keys.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (private.exists() and public.exists()):
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            private.write_bytes(key.private_bytes(
+            private.unlink(missing_ok=True)  # a pair: a private key whose public half is lost is made again
+            create_private_file(private, key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-            private.chmod(0o600)
             public.write_bytes(key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return private, public

@@ -5,9 +5,10 @@ A checkpoint is a C2SP tlog-checkpoint (c2sp.org/tlog-checkpoint): the origin
 is published as a C2SP signed note (c2sp.org/signed-note) signed with the
 service's Ed25519 key, so that transparency-log tools the project did not write
 (Go's golang.org/x/mod/sumdb/note, transparency-dev's witnesses) can check it.
-The key is a file outside the repository (`PASSERELLE_CHECKPOINT_KEY_PATH`,
-created on first start for development); its public half is served at
-`GET /v1/keys`.
+The key is a file outside the repository (`PASSERELLE_CHECKPOINT_KEY_PATH`; for
+development `<keys_dir>/<service>.checkpoint.ed25519.pem`, made by `python -m shared.cli
+keys` or on first start, see shared/keys.py); its public half is served at
+`GET /v1/keys` and, for development, written to `<keys_dir>/<service>.verifier`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared.keys import create_private_file, ensure_keys_dir, verifier_path, write_public_file
 
 if TYPE_CHECKING:  # the audit's reader processes import this module: they start faster without pydantic
     from shared.settings import Settings
@@ -145,20 +148,34 @@ def signing_key_path(settings: Settings) -> Path:
 
 
 def load_signer(settings: Settings) -> NoteSigner:
-    """The service's checkpoint signer; for development its key is made on first use."""
+    """The service's checkpoint signer.
+
+    For development (no `checkpoint_key_path`) the key is made on first use under keys_dir,
+    and its public verifier key is written beside it (`<service>.verifier`, what the audit
+    reads). An explicit path must exist: nothing is made, nothing written.
+    """
     path = signing_key_path(settings)
-    if not path.exists():
-        if settings.checkpoint_key_path:
+    if settings.checkpoint_key_path:
+        if not path.exists():
             raise FileNotFoundError(f"checkpoint signing key {path} does not exist")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.parent / ".keys.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists():
-                key = Ed25519PrivateKey.generate()
-                path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-                path.chmod(0o600)
+        return _read_signer(path, settings.service)
+    ensure_keys_dir(path.parent)
+    with open(path.parent / ".keys.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            create_private_file(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+        signer = _read_signer(path, settings.service)
+        public = verifier_path(settings.keys_dir, settings.service)
+        text = signer.describe()["verifier_key"] + "\n"
+        if not public.exists() or public.read_text() != text:
+            write_public_file(public, text)
+    return signer
+
+
+def _read_signer(path: Path, service: str) -> NoteSigner:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
-    return NoteSigner(origin(settings.service), key)
+    return NoteSigner(origin(service), key)

@@ -1,5 +1,6 @@
-"""The `passerelle` command line (Typer): tokens, topics, parked records, projections.
+"""The `passerelle` command line (Typer): keys, tokens, topics, parked records, projections.
 
+    passerelle keys                      (python -m shared.cli keys; `make run` and `make test` run it)
     passerelle token --role intake_officer [--sub alice] [--partner <id>]
     passerelle topics
     passerelle parked retry --service partners
@@ -17,7 +18,7 @@ from rich.console import Console
 from shared.auth import Role, issue_token
 from shared.settings import Settings, service_url
 
-app = typer.Typer(help="Passerelle: tokens, topics, parked records, projections.", no_args_is_help=True)
+app = typer.Typer(help="Passerelle: keys, tokens, topics, parked records, projections.", no_args_is_help=True)
 parked = typer.Typer(help="Records the consumers could not process.")
 app.add_typer(parked, name="parked")
 console = Console()
@@ -25,6 +26,24 @@ console = Console()
 
 def _admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(Settings(), Role.admin, sub='cli-admin')}"}
+
+
+@app.command()
+def keys() -> None:
+    """Make the missing development keys (outside the repository) and print where they are.
+
+    The directory is PASSERELLE_KEYS_DIR, else $XDG_DATA_HOME/passerelle/keys, else
+    ~/.local/share/passerelle/keys. Private keys are 0600, the directory 0700; each service's
+    `<service>.verifier` is its public verifier key (GET /v1/keys' verifier_key), what the audit reads.
+    """
+    from shared.keys import make_dev_keys
+
+    settings = Settings()
+    made = make_dev_keys(settings)
+    print(f"keys directory: {settings.keys_dir}")
+    width = max(len(what) for what, _ in made)
+    for what, path in made:
+        print(f"  {what.ljust(width)}  {path}")
 
 
 @app.command()

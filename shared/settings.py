@@ -1,7 +1,7 @@
 """Settings, read from the environment: never chosen by code.
 
 Defaults are those of `make run` (SQLite files under var/, Kafka on
-127.0.0.1:9092). Every address, database URL and key path can be overridden
+127.0.0.1:9092, the development keys outside the repository: shared/keys.py). Every address, database URL and key path can be overridden
 with a `PASSERELLE_*` variable; the Kafka address with the conventional
 `KAFKA_BOOTSTRAP_SERVERS`, PostgreSQL with libpq's `POSTGRES_*` names.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.keys import default_keys_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 0  # 0: the service's fixed port (SERVICE_PORTS)
     data_dir: Path = REPO_ROOT / "var"
+    # The development keys (checkpoint signing keys and their `.verifier` files, the master key,
+    # the JWT pair): outside the repository, `$XDG_DATA_HOME/passerelle/keys` or
+    # `~/.local/share/passerelle/keys` (shared/keys.py). `python -m shared.cli keys` makes them.
+    keys_dir: Path = Field(default_factory=default_keys_dir)
 
     # "sqlite" (embedded default, one file per service) or "postgres".
     persistence: str = "sqlite"
@@ -71,7 +77,7 @@ class Settings(BaseSettings):
     # /readyz answers 503 above this consumer lag (records).
     ready_max_lag: int = 10_000
 
-    # JWT: RS256. The development key pair lives under var/keys and is made on first use;
+    # JWT: RS256. The development key pair lives under keys_dir and is made on first use;
     # a public key file or a JWKS URL replaces it in production.
     jwt_private_key_path: Path | None = None
     jwt_public_key_path: Path | None = None
@@ -83,7 +89,7 @@ class Settings(BaseSettings):
     # must not turn into a flood of requests to the provider).
     jwt_jwks_cooldown: float = 30.0
     jwt_audience: str = "passerelle"
-    # Master key wrapping the per-person data keys (base64, 32 bytes); made under var/keys when empty.
+    # Master key wrapping the per-person data keys (base64, 32 bytes); made under keys_dir when empty.
     master_key_path: Path | None = None
     # The Ed25519 key that signs the log's checkpoints (made under keys_dir for development).
     checkpoint_key_path: Path | None = None
@@ -106,10 +112,6 @@ class Settings(BaseSettings):
     @property
     def http_port(self) -> int:
         return self.port or SERVICE_PORTS.get(self.service, 8000)
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.data_dir / "keys"
 
     @cached_property
     def database_name(self) -> str:

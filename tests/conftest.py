@@ -81,7 +81,8 @@ def drop_database(name: str) -> None:
 def make_settings(tmp_path: Path, kafka: str, postgres: dict[str, object]) -> Iterator[Callable[..., Settings]]:
     """Settings for a service on PostgreSQL (a fresh database) and Kafka (a fresh topic prefix), topics created.
 
-    All services made by one test share the topic prefix, the key directory and the data dir.
+    All services made by one test share the topic prefix, the data dir and the key directory
+    (throw-away keys under the test's tmp_path, never the development keys).
     """
     prefix = f"t{uuid.uuid4().hex[:10]}."
     databases: list[str] = []
@@ -94,7 +95,7 @@ def make_settings(tmp_path: Path, kafka: str, postgres: dict[str, object]) -> It
             service=service, persistence="postgres", postgres_dbname=database, postgres_host=str(postgres["host"]),
             postgres_port=int(postgres["port"]), postgres_user=str(postgres["user"]),
             postgres_password=str(postgres["password"]), kafka_bootstrap_servers=kafka, topic_prefix=prefix,
-            data_dir=tmp_path, poll_interval=0.1, **overrides,
+            data_dir=tmp_path, poll_interval=0.1, **{"keys_dir": tmp_path / "keys", **overrides},
         )
         asyncio.run(create_topics(settings))
         return settings

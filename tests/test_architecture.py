@@ -97,7 +97,8 @@ def test_the_openapi_document_is_served(service, tmp_path):
     from shared.settings import Settings
 
     module = __import__(f"services.{service}.main", fromlist=["create_app"])
-    api = module.create_app(Settings(service=service, data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1"))
+    api = module.create_app(Settings(service=service, data_dir=tmp_path, keys_dir=tmp_path / "keys",
+                                          kafka_bootstrap_servers="127.0.0.1:1"))
     client = TestClient(api)  # no lifespan: nothing connects to Kafka
     document = client.get("/openapi.json")
     assert document.status_code == 200

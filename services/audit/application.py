@@ -7,30 +7,54 @@ keys: on every start it replays every topic from offset 0 (consumers.py).
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from services.audit.domain import Problem, ServiceLog
-from services.audit.records import content_hash, read_record  # noqa: F401 (where they were first)
 from services.audit.projections import Ledger, compare, compare_envelopes
-from shared.checkpoint import Checkpoint, InvalidNote, load_signer, open_note, parse_verifier_key
+from shared.checkpoint import Checkpoint, InvalidNote, open_note, origin, parse_verifier_key
 from shared.domain import InvalidValue, NotFound
+from shared.keys import verifier_path
 from shared.topics import SERVICES
 
 if TYPE_CHECKING:  # the replay's reader processes run this application too: they start faster without pydantic
     from shared.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 def trusted_keys(settings: Settings) -> dict[str, bytes]:
-    """Key name (the checkpoint origin, `passerelle/<service>`) -> Ed25519 public key."""
+    """Key name (the checkpoint origin, `passerelle/<service>`) -> Ed25519 public key.
+
+    `audit_verifier_keys` when set; for development, the public verifier files the services
+    write under keys_dir (`<service>.verifier`). Never a private key: a service whose file is
+    missing or unreadable is named in a warning, and its checkpoints have no trusted key.
+    """
     if settings.audit_verifier_keys.strip():
         keys = [parse_verifier_key(k) for k in settings.audit_verifier_keys.replace(",", " ").split()]
         return dict(keys)
-    # Development: the keys the services make for themselves under the same keys_dir.
-    signers = [load_signer(settings.model_copy(update={"service": service})) for service in SERVICES]
-    return {s.name: s.public_key for s in signers}
+    found: dict[str, bytes] = {}
+    for service in SERVICES:
+        path = verifier_path(settings.keys_dir, service)
+        try:
+            name, key = parse_verifier_key(path.read_text())
+        except FileNotFoundError:
+            log.warning("no verifier key for %s: %s does not exist (run `python -m shared.cli keys`, or start "
+                        "the service once); its checkpoints have no trusted key", service, path)
+            continue
+        except (OSError, ValueError) as exc:
+            log.warning("no verifier key for %s: %s cannot be read (%s); its checkpoints have no trusted key",
+                        service, path, exc)
+            continue
+        if name != origin(service):
+            log.warning("no verifier key for %s: %s is the key of %s, not of %s", service, path, name,
+                        origin(service))
+            continue
+        found[name] = key
+    return found
 
 
 class AuditApplication:

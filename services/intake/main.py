@@ -11,9 +11,9 @@ from fastapi import FastAPI
 
 from services.intake import api, consumers, projections
 from services.intake.application import IntakeApplication
-from services.intake.personal_data import load_master_key
 from shared.consumer import Consumer
 from shared.http import Runtime, create_api, serve
+from shared.keys import load_master_key, master_key_path
 from shared.projections import Projector, migrate, views_engine
 from shared.relay import Relay
 from shared.settings import Settings
@@ -28,7 +28,7 @@ def build(settings: Settings | None = None) -> Runtime:
     engine = views_engine(settings)
     with schema_lock(settings):  # other processes of this service may be starting too
         migrate(engine, MIGRATIONS)
-        app = IntakeApplication(settings, load_master_key(settings.master_key_path or settings.keys_dir / "master.key"))
+        app = IntakeApplication(settings, load_master_key(master_key_path(settings)))
     return Runtime(
         settings=settings,
         app=app,

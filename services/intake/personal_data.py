@@ -20,7 +20,6 @@ import json
 import os
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -43,24 +42,6 @@ class Sealed:
 
     ciphertext: str
     new_key: tuple[str, bytes] | None
-
-
-def load_master_key(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode())
-        tmp.chmod(0o600)
-        try:
-            os.link(tmp, path)  # atomic, and never replaces a key another process made first
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    key = base64.b64decode(path.read_text().strip())
-    if len(key) != 32:
-        raise ValueError(f"{path}: the master key must be 32 bytes, base64")
-    return key
 
 
 def _normalise(text: str) -> str:

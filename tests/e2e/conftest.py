@@ -66,6 +66,7 @@ def start_service(make_settings, tmp_path: Path) -> Iterator[Callable[[str], Ser
             "PASSERELLE_POSTGRES_DBNAME": settings.database_name,
             "PASSERELLE_TOPIC_PREFIX": settings.topic_prefix,
             "PASSERELLE_DATA_DIR": str(settings.data_dir),
+            "PASSERELLE_KEYS_DIR": str(settings.keys_dir),
             "PASSERELLE_PORT": str(port),
             "PASSERELLE_POLL_INTERVAL": "0.1",
             "PASSERELLE_CHECKPOINT_EVERY_SECONDS": "0.5",

@@ -260,6 +260,7 @@ def export_the_ledger(funding, approval: dict) -> None:
 
     out = Path(tempfile.mkdtemp())
     env = {**os.environ, "PASSERELLE_DATA_DIR": str(funding.settings.data_dir),
+           "PASSERELLE_KEYS_DIR": str(funding.settings.keys_dir),
            "PASSERELLE_TOPIC_PREFIX": funding.settings.topic_prefix,
            "KAFKA_BOOTSTRAP_SERVERS": funding.settings.kafka_bootstrap_servers}
     now = subprocess.run([sys.executable, "-m", "services.audit.cli", "--out", str(out)], env=env,

@@ -322,7 +322,8 @@ def test_the_auditors_command_line_reports_a_clean_log_then_a_forged_record(serv
     import sys
 
     settings, app = service
-    env = {**os.environ, "PASSERELLE_DATA_DIR": str(settings.data_dir), "PASSERELLE_TOPIC_PREFIX": settings.topic_prefix,
+    env = {**os.environ, "PASSERELLE_DATA_DIR": str(settings.data_dir), "PASSERELLE_KEYS_DIR": str(settings.keys_dir),
+           "PASSERELLE_TOPIC_PREFIX": settings.topic_prefix,
            "KAFKA_BOOTSTRAP_SERVERS": kafka}
     command = [sys.executable, "-m", "services.audit.cli", "--out", str(tmp_path)]
 

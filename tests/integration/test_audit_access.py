@@ -74,11 +74,11 @@ def granted(secured_kafka, postgres, tmp_path) -> Iterator[dict[str, Any]]:
         "intake", service="intake", persistence="postgres", postgres_dbname=database,
         postgres_host=str(postgres["host"]), postgres_port=int(postgres["port"]),
         postgres_user=str(postgres["user"]), postgres_password=str(postgres["password"]),
-        topic_prefix=prefix, data_dir=tmp_path, poll_interval=0.1)
+        topic_prefix=prefix, data_dir=tmp_path, keys_dir=tmp_path / "keys", poll_interval=0.1)
     try:
         yield {"prefix": prefix, "partner": partner, "intake": intake,
                "audit": secured_kafka.settings(audit_principal(), service="audit", topic_prefix=prefix,
-                                               data_dir=tmp_path),
+                                               data_dir=tmp_path, keys_dir=tmp_path / "keys"),
                "as": lambda principal: secured_kafka.settings(principal, topic_prefix=prefix)}
     finally:
         drop_database(database)

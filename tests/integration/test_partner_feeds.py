@@ -105,7 +105,7 @@ def world(secured_kafka, postgres, tmp_path) -> Iterator[World]:
         "partners", service="partners", persistence="postgres", postgres_dbname=database,
         postgres_host=str(postgres["host"]), postgres_port=int(postgres["port"]),
         postgres_user=str(postgres["user"]), postgres_password=str(postgres["password"]),
-        topic_prefix=prefix, data_dir=tmp_path, poll_interval=0.1,
+        topic_prefix=prefix, data_dir=tmp_path, keys_dir=tmp_path / "keys", poll_interval=0.1,
     )
     asyncio.run(create_topics(secured_kafka.settings("admin", topic_prefix=prefix)))
     runtime = build(settings)  # the test drives the feed itself: no lifespan

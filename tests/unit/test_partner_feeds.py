@@ -91,7 +91,8 @@ class Record:
 
 
 def test_the_job_asks_the_store_who_may_see_and_skips_what_it_cannot_read(tmp_path):
-    settings = Settings(service="partners", data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
+    settings = Settings(service="partners", data_dir=tmp_path, keys_dir=tmp_path / "keys",
+                        kafka_bootstrap_servers="127.0.0.1:1")
     app = build(settings).app  # SQLite; nothing here talks to Kafka
     structure = app.register(name="Aide IDF", kind="support_structure", region="FR-IDF", countries=[],
                               sectors=[], capacity=5)
