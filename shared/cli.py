@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import httpx
 import typer
@@ -36,9 +37,15 @@ def keys() -> None:
     ~/.local/share/passerelle/keys. Private keys are 0600, the directory 0700; each service's
     `<service>.verifier` is its public verifier key (GET /v1/keys' verifier_key), what the audit reads.
     """
-    from shared.keys import make_dev_keys
+    from shared.keys import make_dev_keys, move_old_keys
 
     settings = Settings()
+    # Before any key is made: the keys an older checkout kept under var/keys still open its data.
+    moved, left = move_old_keys(settings)
+    for path in moved:
+        print(f"moved from {settings.data_dir / 'keys'}: {path}")
+    for path in left:
+        print(f"WARNING: {path} is not used: {settings.keys_dir / path.name} is", file=sys.stderr)
     made = make_dev_keys(settings)
     print(f"keys directory: {settings.keys_dir}")
     width = max(len(what) for what, _ in made)

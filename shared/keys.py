@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,40 @@ def load_master_key(path: Path) -> bytes:
     if len(key) != 32:
         raise ValueError(f"{path}: the master key must be 32 bytes, base64")
     return key
+
+
+def move_old_keys(settings: Settings) -> tuple[list[Path], list[Path]]:
+    """Move the keys an older checkout kept under `data_dir/keys` (var/keys) to keys_dir.
+
+    The data of `make run` outlives the move: its personal data is sealed under that master
+    key, its checkpoints signed with those keys, its tokens with that JWT key. A key is moved
+    only where keys_dir has none of that name; (moved, left) paths, `left` the old files kept
+    because keys_dir already holds a key of the same name (then the old one is not used).
+    """
+    old = settings.data_dir / "keys"
+    if not old.is_dir() or old.resolve() == settings.keys_dir.resolve():
+        return [], []
+    ensure_keys_dir(settings.keys_dir)
+    moved: list[Path] = []
+    left: list[Path] = []
+    for path in sorted(old.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue  # the lock file, a temporary file of a write that died
+        target = settings.keys_dir / path.name
+        if target.exists():
+            left.append(path)
+            continue
+        os.chmod(path, 0o644 if path.name.endswith((".pub.pem", VERIFIER_SUFFIX)) else 0o600)
+        shutil.move(path, target)  # a rename on one file system, else a copy then the old one removed
+        moved.append(target)
+    if not left:
+        try:
+            for path in old.iterdir():
+                path.unlink()  # what is left: the lock file
+            old.rmdir()
+        except OSError:
+            pass  # something else in there: not ours to delete
+    return moved, left
 
 
 def make_dev_keys(settings: Settings) -> list[tuple[str, Path]]:

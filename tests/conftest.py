@@ -33,6 +33,16 @@ POSTGRES = {
 }
 
 
+@pytest.fixture(autouse=True, scope="session")
+def throwaway_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A test that forgets to pass keys_dir makes its keys here, never among the developer's keys."""
+    path = tmp_path_factory.mktemp("default-keys")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PASSERELLE_KEYS_DIR", str(path))
+    yield path
+    mp.undo()
+
+
 def _reachable(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:

@@ -16,7 +16,9 @@ from shared.topics import SERVICES
 
 
 @pytest.fixture(autouse=True)
-def no_keys_env(monkeypatch):
+def no_keys_env(monkeypatch, tmp_path):
+    # data_dir too: the keys command moves the keys an older checkout kept under data_dir/keys.
+    monkeypatch.setenv("PASSERELLE_DATA_DIR", str(tmp_path / "data"))
     for name in ("PASSERELLE_KEYS_DIR", "PASSERELLE_CHECKPOINT_KEY_PATH", "PASSERELLE_MASTER_KEY_PATH",
                  "PASSERELLE_JWT_PRIVATE_KEY_PATH", "PASSERELLE_JWT_PUBLIC_KEY_PATH", "PASSERELLE_JWT_JWKS_URL",
                  "PASSERELLE_AUDIT_VERIFIER_KEYS", "XDG_DATA_HOME"):
@@ -71,6 +73,36 @@ def test_the_keys_command_makes_private_keys_0600_and_public_verifier_files(monk
     before = {p.name: p.read_bytes() for p in keys_dir.iterdir()}
     assert CliRunner().invoke(app, ["keys"]).exit_code == 0
     assert {p.name: p.read_bytes() for p in keys_dir.iterdir()} == before, "made once, then kept"
+
+
+def test_the_keys_of_an_older_checkout_under_var_keys_are_moved_not_made_again(monkeypatch, tmp_path):
+    """The data `make run` kept (sealed personal data, signed checkpoints) still opens after the move."""
+    from shared.cli import app
+
+    old = tmp_path / "data" / "keys"
+    old.mkdir(parents=True)
+    (old / "master.key").write_text("b2xkIG1hc3RlciBrZXkgb2YgMzIgYnl0ZXMgLi4uLi4=\n")
+    (old / "master.key").chmod(0o644)  # a sloppy old file is made private on the way
+    old_signer = load_signer(Settings(service="intake", keys_dir=old))
+    (old / ".keys.lock").touch()
+    keys_dir = tmp_path / "keys"
+    monkeypatch.setenv("PASSERELLE_KEYS_DIR", str(keys_dir))
+
+    result = CliRunner().invoke(app, ["keys"])
+    assert result.exit_code == 0, result.output
+    assert f"moved from {old}: {keys_dir / 'master.key'}" in result.output
+    assert (keys_dir / "master.key").read_text().startswith("b2xk") and mode(keys_dir / "master.key") == 0o600
+    assert load_signer(Settings(service="intake", keys_dir=keys_dir)).public_key == old_signer.public_key
+    assert (keys_dir / "intake.verifier").read_text().strip() == old_signer.describe()["verifier_key"]
+    assert not old.exists(), "nothing left behind in the checkout"
+
+    # A key of the same name already in keys_dir wins; the old one is named and left where it is.
+    old.mkdir()
+    (old / "master.key").write_text("another\n")
+    result = CliRunner().invoke(app, ["keys"])
+    assert result.exit_code == 0, result.output
+    assert f"{old / 'master.key'} is not used" in result.output
+    assert (keys_dir / "master.key").read_text().startswith("b2xk") and (old / "master.key").exists()
 
 
 def test_a_service_makes_its_key_on_first_start_and_writes_its_verifier_beside_it(tmp_path):

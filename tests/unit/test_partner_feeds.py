@@ -154,7 +154,8 @@ class CountingEvents:
 
 
 def test_a_partner_gets_the_end_of_its_assignment_and_nothing_after(tmp_path):
-    settings = Settings(service="partners", data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
+    settings = Settings(service="partners", data_dir=tmp_path, keys_dir=tmp_path / "keys",
+                        kafka_bootstrap_servers="127.0.0.1:1")
     app = build(settings).app
     structure = app.register(name="Aide IDF", kind="support_structure", region="FR-IDF", countries=[],
                               sectors=[], capacity=5)
