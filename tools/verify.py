@@ -158,6 +158,8 @@ def main(argv: list) -> int:
         elif args.command == "inclusion":
             record, proof = json.loads(read(args.record)), json.loads(read(args.proof))
             origin, size, root = open_checkpoint(read(args.checkpoint), args.key)
+            if record.get("source") != f"/{origin}":  # the log of /passerelle/<service> is passerelle/<service>
+                raise NotVerified(f"the record is an event of {record.get('source')}, the checkpoint is {origin}'s")
             leaf = leaf_hash(record)
             if leaf.hex() != record.get("leafhash"):
                 raise NotVerified("the record's leafhash is not the hash of its content")

@@ -282,7 +282,8 @@ def test_the_standalone_verifier_checks_a_record_its_proofs_and_the_signed_check
     files = {"record.json": record.decode(), "old.txt": by_size[old_size], "new.txt": by_size[new_size],
              "inclusion.json": json.dumps(auditor.inclusion_proof("intake", 9, new_size)),
              "consistency.json": json.dumps(auditor.consistency_proof("intake", old_size, new_size)),
-             "forged.json": record.decode().replace("cause-05", "cause-95")}
+             "forged.json": record.decode().replace("cause-05", "cause-95"),
+             "elsewhere.json": record.decode().replace('"/passerelle/intake"', '"/passerelle/funding"')}
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     tool = str(Path(__file__).resolve().parents[2] / "tools" / "verify.py")
@@ -299,6 +300,8 @@ def test_the_standalone_verifier_checks_a_record_its_proofs_and_the_signed_check
     assert "cause-95" in files["forged.json"]
     refused = verify("inclusion", "forged.json", "inclusion.json", "new.txt")
     assert refused.returncode == 1 and "NOT VERIFIED" in refused.stderr
+    refused = verify("inclusion", "elsewhere.json", "inclusion.json", "new.txt")
+    assert refused.returncode == 1 and "an event of /passerelle/funding" in refused.stderr, refused.stderr
     refused = verify("consistency", "consistency.json", "new.txt", "old.txt")
     assert refused.returncode == 1
     other = a_stranger_key()
