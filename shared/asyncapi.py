@@ -208,7 +208,8 @@ def partner_feed(messages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
         "description": "One partner's feed: the events about the dossiers assigned to it, from the dossier's "
                        "assignment and the feed's enablement (PartnerFeedEnabled) on, up to the assignment's end "
                        "(AssignmentEnded, the last event of the dossier it receives), minimised, keyed by the "
-                       "dossier's id; written by the partners service only, read by that partner's principal "
+                       "dossier's id, each dossier's events in the order they happened (their `time`) across the "
+                       "services; written by the partners service only, read by that partner's principal "
                        "only; kept forever.",
         "parameters": {"partnerId": {"description": "the partner's id"}},
         "messages": {m["name"]: {"$ref": f"#/components/messages/{key}"} for key, m in feed_messages.items()},

@@ -4,8 +4,15 @@ A consume-transform-produce job in the partners worker. It reads the services'
 topics, keeps the events about dossiers assigned to a partner whose feed is
 enabled, minimises each to what that partner needs, and publishes it to the
 partner's topic keyed by the dossier's id (one partition per dossier: the
-partner reads a dossier's events in the order the job read them, which is each
-source service's own order for that dossier).
+partner reads a dossier's events in the order the job published them).
+
+In the order they happened
+    Kafka orders each partition, not the four services' topics together: read
+    as fetched, a follow-up visit could reach the partner before the financing
+    decision it follows. So the job holds what it read (`CausalOrder`) until
+    nothing that happened before it can still be unread, then publishes in the
+    order the events happened: a dossier's events, across services, in the
+    order of their `time`.
 
 Who sees what
     An event about dossier D goes to partner P when, in partners' own store,
@@ -49,8 +56,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -258,6 +266,65 @@ class Audience:
         return None  # not (yet) enabled: ask again next time
 
 
+# An upstream record the job has read: when its event happened (None: no event at all), the
+# record, its event (parsed once).
+Read = tuple[datetime | None, Any, dict[str, Any] | None]
+BEFORE_ANYTHING = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def read(record: Any) -> Read:
+    try:
+        event = orjson.loads(record.value)
+        return _time(event["time"]), record, event
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None, record, None  # named, and skipped, where it is transformed
+
+
+class CausalOrder:
+    """Records held until nothing that happened before them can still be unread.
+
+    Why it holds: an event B that follows from an event A of another service (a visit after the
+    financing decision) is made after A is on Kafka, so every record before A in A's partition
+    was saved before B happened. Hence, once the job has read past B's time in every partition,
+    or to the partition's end as measured after it read B, it has read A too. Then B goes out,
+    and what goes out is sorted by the time it happened.
+
+    Each partition is released as a prefix (the offsets committed with a transaction are those
+    of a prefix: a record held is read again after a restart, and one published never is).
+    """
+
+    def __init__(self) -> None:
+        self.held: dict[TopicPartition, deque[Read]] = {}
+        self.latest: dict[TopicPartition, datetime] = {}  # the latest time read in each partition
+
+    def add(self, tp: TopicPartition, records: list[Read]) -> None:
+        self.held.setdefault(tp, deque()).extend(records)
+        times = [t for t, _, _ in records if t is not None]
+        if times:
+            self.latest[tp] = max(self.latest.get(tp, BEFORE_ANYTHING), *times)
+
+    def ready(self, partitions: list[TopicPartition], read_to_end: set[TopicPartition]
+              ) -> tuple[list[Read], dict[TopicPartition, int]]:
+        """What may go out now, in the order it happened, and the offset to commit per partition.
+
+        `read_to_end`: the partitions whose position is at their end offset, measured after
+        everything held was read.
+        """
+        unfinished = [self.latest.get(tp, BEFORE_ANYTHING) for tp in partitions if tp not in read_to_end]
+        watermark = min(unfinished, default=None)  # None: every partition is read to its end
+        out: list[Read] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, held in self.held.items():
+            while held and (watermark is None or (held[0][0] or BEFORE_ANYTHING) <= watermark):
+                out.append(held.popleft())
+                offsets[tp] = out[-1][1].offset + 1
+        out.sort(key=lambda r: r[0] or BEFORE_ANYTHING)  # stable: a partition's own order among equals
+        return out, offsets
+
+    def waiting(self, tp: TopicPartition) -> int:
+        return len(self.held.get(tp, ()))
+
+
 # A record for a partner's topic: (topic, key, value).
 Outgoing = tuple[str, bytes, bytes]
 
@@ -322,28 +389,40 @@ class PartnerFeed:
             # transaction: only then are the committed offsets the truth to resume from.
             await producer.start()
             await consumer.start()
-            consumer.assign(await self._partitions(admin))
+            partitions = await self._partitions(admin)
+            consumer.assign(partitions)
+            order = CausalOrder()  # from the committed offsets: nothing held survives a restart
             self.running = True
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.max_records)
-                await self._measure_lag(consumer)
-                if batches:
-                    await self._feed(admin, producer, batches)
+                for tp, records in batches.items():
+                    order.add(tp, [read(r) for r in records])
+                # The ends measured after the fetch: what was on Kafka when the records held were read.
+                ends = await consumer.end_offsets(partitions)
+                positions = {tp: await consumer.position(tp) for tp in partitions}
+                ready, offsets = order.ready(partitions, {tp for tp in partitions if positions[tp] >= ends[tp]})
+                if ready:
+                    await self._feed(admin, producer, ready, offsets)
+                self._pace(consumer, order, partitions)
+                self.lag_by_partition = {f"{tp.topic}:{tp.partition}": max(0, ends[tp] - positions[tp])
+                                         + order.waiting(tp) for tp in partitions}
         finally:
             self.running = False
             await consumer.stop()
             await producer.stop()
             await admin.close()
 
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Records not read yet, per partition: up to the last stable offset the broker gave with its
-        last fetch (read_committed), from the position after what was just read."""
-        for tp in consumer.assignment():
-            end = consumer.last_stable_offset(tp)
-            if end is None or end < 0:
-                end = consumer.highwater(tp)
-            if end is not None:
-                self.lag_by_partition[f"{tp.topic}:{tp.partition}"] = max(0, end - await consumer.position(tp))
+    def _pace(self, consumer: AIOKafkaConsumer, order: CausalOrder, partitions: list[TopicPartition]) -> None:
+        """A partition read far ahead of the others (in time) waits for them: it holds a full batch
+        that cannot go out yet. The partition the others wait for never holds anything, so the
+        job always moves on."""
+        paused = consumer.paused()
+        for tp in partitions:
+            if order.waiting(tp) >= self.max_records:
+                if tp not in paused:
+                    consumer.pause(tp)
+            elif tp in paused:
+                consumer.resume(tp)
 
     async def _partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
         """Every partition of the upstream topics: one job reads them all, no group rebalancing."""
@@ -354,9 +433,9 @@ class PartnerFeed:
             partitions += [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
         return sorted(partitions)
 
-    async def _feed(self, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer,
-                    batches: dict[TopicPartition, list[Any]]) -> None:
-        outgoing = await asyncio.to_thread(self.transform, [r for records in batches.values() for r in records])
+    async def _feed(self, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer, ready: list[Read],
+                    offsets: dict[TopicPartition, int]) -> None:
+        outgoing = await asyncio.to_thread(self._transform, ready)
         await self._ensure_topics(admin, {topic for topic, _, _ in outgoing})
         async with producer.transaction():
             acks = [await producer.send(topic, value=value, key=key,
@@ -364,10 +443,9 @@ class PartnerFeed:
                     for topic, key, value in outgoing]
             await asyncio.gather(*acks)
             await self.before_commit(len(outgoing))
-            await producer.send_offsets_to_transaction(
-                {tp: records[-1].offset + 1 for tp, records in batches.items()}, self.group_id)
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
         self.published += len(outgoing)
-        self.processed += sum(len(records) for records in batches.values())
+        self.processed += len(ready)
 
     async def before_commit(self, count: int) -> None:
         """Called in each transaction once its records are on the broker, before the commit
@@ -375,16 +453,20 @@ class PartnerFeed:
 
     def transform(self, records: list[Any]) -> list[Outgoing]:
         """Blocking (reads partners' store): the partners' records of upstream records, in order."""
+        return self._transform([read(r) for r in records])
+
+    def _transform(self, records: list[Read]) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
         self.audience.new_batch()
-        for record in records:
+        for happened_at, record, event in records:
             try:
-                event = orjson.loads(record.value)
+                if happened_at is None or event is None:
+                    raise ValueError("no event")
                 share = share_of(event)
                 if share is None:
                     continue
-                dossier, happened_at = dossier_of(event), _time(event["time"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                dossier = dossier_of(event)
+            except (KeyError, TypeError, ValueError, AttributeError):
                 # Not for a partner, whatever it is; it must not stop the feed of everything after it.
                 log.warning("partner feed skips %s:%d:%d: not a Passerelle CloudEvent", record.topic,
                             record.partition, record.offset)

@@ -256,7 +256,12 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
             assert record.key.decode() == event["projectid"] == event["subject"]
             assert event["source"] == "/passerelle/partners/feed"
             assert not [s for s in SECRETS if s.encode() in record.value], event
-        # In each source's order, per dossier: the visits as followup logged them.
+        # Per dossier, in the order it happened across the services (the job read them all at once,
+        # topic by topic): the decision before the visits, the withdrawal after them.
+        for dossier in {e["projectid"] for e in events}:
+            happened = [(datetime.fromisoformat(e["time"].replace("Z", "+00:00")), e["type"].split(".")[2])
+                        for e in events if e["projectid"] == dossier]
+            assert happened == sorted(happened, key=lambda h: h[0]), happened
         visits = [e["data"]["visit_number"] for e in events if e["type"].endswith("FollowUpVisitLogged.v1")]
         assert visits == sorted(visits)
 

@@ -197,3 +197,39 @@ def test_a_partner_gets_the_end_of_its_assignment_and_nothing_after(tmp_path):
     assert feed.transform([visit(9)]) == []
     assert store.reads[dossier] == 3
     app.close()
+
+
+def test_what_happened_first_goes_out_first_whatever_partition_is_read_first():
+    """A visit (followup) read before the financing decision it follows (funding): held until the
+    decision's partition is read past the visit's time or to its end, then both go out in order."""
+    from aiokafka import TopicPartition
+
+    from services.partners.feeds import CausalOrder
+
+    funding, followup, intake = (TopicPartition(f"{s}.events", 0) for s in ("funding", "followup", "intake"))
+    partitions = [followup, funding, intake]
+    t = [datetime(2026, 11, 27, 9, 0, second, tzinfo=timezone.utc) for second in range(6)]
+
+    def rec(at: datetime | None, topic: str, offset: int) -> tuple:
+        return at, Record(b"{}", topic=topic, offset=offset), {}
+
+    order = CausalOrder()
+    order.add(followup, [rec(t[2], "followup.events", 40)])
+    assert order.ready(partitions, read_to_end={intake}) == ([], {}), "funding may still hold an earlier event"
+    order.add(funding, [rec(t[1], "funding.events", 7), rec(t[3], "funding.events", 8)])
+    out, offsets = order.ready(partitions, read_to_end={intake})
+    assert [r[0] for r in out] == [t[1], t[2]], "read past the visit's time in every partition"
+    assert offsets == {funding: 8, followup: 41}
+    out, offsets = order.ready(partitions, read_to_end={funding, followup, intake})
+    assert [r[0] for r in out] == [t[3]] and offsets == {funding: 9}
+
+    # A partition goes out as a prefix: a held record is never overtaken by a later one of its
+    # partition (its offset would be committed, and the held one lost at a restart).
+    order.add(intake, [rec(t[5], "intake.events", 0), rec(None, "intake.events", 1), rec(t[4], "intake.events", 2)])
+    order.add(funding, [rec(t[4], "funding.events", 9)])
+    out, offsets = order.ready(partitions, read_to_end={followup})
+    assert [r[0] for r in out] == [t[4]] and offsets == {funding: 10}
+    assert order.waiting(intake) == 3
+    out, offsets = order.ready(partitions, read_to_end=set(partitions))
+    assert [r[0] for r in out] == [None, t[4], t[5]], "no event first (it is skipped), then by time"
+    assert offsets == {intake: 3}
