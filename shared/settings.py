@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 3
     # /readyz answers 503 above this consumer lag (records).
     ready_max_lag: int = 10_000
+    # The partner feed sends an event this long after it happened, not sooner: by then every save
+    # stamped before it (an assignment, its end, a feed's enablement) has committed (seconds).
+    feed_settle_seconds: float = 2.0
 
     # JWT: RS256. The development key pair lives under keys_dir and is made on first use;
     # a public key file or a JWKS URL replaces it in production.

@@ -27,12 +27,12 @@ Who sees what
     caseload; nothing that happened after it is. Deciding on the event's own
     time, not on when the job happens to read it, gives the same feed whatever
     the job's lag.
-    The blind spots: an event happening while the assignment or the
-    enablement is being saved, that reaches the job before that save commits,
-    is left out (never sent twice); an event happening just after the end,
-    that reaches the job before the end's save commits (or in the same batch
-    as a first look that did not find the end yet), is sent. Times are the
-    services' clocks: on one host, one clock; in a cluster, keep them
+    The job looks only once an event is `feed_settle_seconds` old (2 s): a
+    save stamped before the event (an assignment, its end, an enablement)
+    that reached the store after the event reached the job would otherwise
+    be missed, and a visit logged just after the end sent. It assumes a save
+    commits within that time of its stamp (milliseconds, in practice). Times
+    are the services' clocks: on one host, one clock; in a cluster, keep them
     synchronised.
 
 Minimised
@@ -58,7 +58,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -289,6 +289,8 @@ class CausalOrder:
     or to the partition's end as measured after it read B, it has read A too. Then B goes out,
     and what goes out is sorted by the time it happened.
 
+    Nor does anything go out before it has `settled` (Who sees what, above).
+
     Each partition is released as a prefix (the offsets committed with a transaction are those
     of a prefix: a record held is read again after a restart, and one published never is).
     """
@@ -303,19 +305,20 @@ class CausalOrder:
         if times:
             self.latest[tp] = max(self.latest.get(tp, BEFORE_ANYTHING), *times)
 
-    def ready(self, partitions: list[TopicPartition], read_to_end: set[TopicPartition]
+    def ready(self, partitions: list[TopicPartition], read_to_end: set[TopicPartition], settled: datetime
               ) -> tuple[list[Read], dict[TopicPartition, int]]:
         """What may go out now, in the order it happened, and the offset to commit per partition.
 
         `read_to_end`: the partitions whose position is at their end offset, measured after
-        everything held was read.
+        everything held was read. `settled`: nothing that happened after it goes out yet.
         """
         unfinished = [self.latest.get(tp, BEFORE_ANYTHING) for tp in partitions if tp not in read_to_end]
-        watermark = min(unfinished, default=None)  # None: every partition is read to its end
+        watermark = min(unfinished, default=settled)
+        watermark = min(watermark, settled)
         out: list[Read] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, held in self.held.items():
-            while held and (watermark is None or (held[0][0] or BEFORE_ANYTHING) <= watermark):
+            while held and (held[0][0] or BEFORE_ANYTHING) <= watermark:
                 out.append(held.popleft())
                 offsets[tp] = out[-1][1].offset + 1
         out.sort(key=lambda r: r[0] or BEFORE_ANYTHING)  # stable: a partition's own order among equals
@@ -400,12 +403,15 @@ class PartnerFeed:
                 # The ends measured after the fetch: what was on Kafka when the records held were read.
                 ends = await consumer.end_offsets(partitions)
                 positions = {tp: await consumer.position(tp) for tp in partitions}
-                ready, offsets = order.ready(partitions, {tp for tp in partitions if positions[tp] >= ends[tp]})
-                if ready:
-                    await self._feed(admin, producer, ready, offsets)
-                self._pace(consumer, order, partitions)
+                settled = datetime.now(timezone.utc) - timedelta(seconds=self.settings.feed_settle_seconds)
+                ready, offsets = order.ready(partitions, {tp for tp in partitions if positions[tp] >= ends[tp]},
+                                             settled)
+                # Not fed yet: what is on Kafka beyond what was read, and what is held.
                 self.lag_by_partition = {f"{tp.topic}:{tp.partition}": max(0, ends[tp] - positions[tp])
                                          + order.waiting(tp) for tp in partitions}
+                self._pace(consumer, order, partitions)
+                if ready:
+                    await self._feed(admin, producer, ready, offsets)
         finally:
             self.running = False
             await consumer.stop()
@@ -413,9 +419,10 @@ class PartnerFeed:
             await admin.close()
 
     def _pace(self, consumer: AIOKafkaConsumer, order: CausalOrder, partitions: list[TopicPartition]) -> None:
-        """A partition read far ahead of the others (in time) waits for them: it holds a full batch
-        that cannot go out yet. The partition the others wait for never holds anything, so the
-        job always moves on."""
+        """A partition holding a full batch that cannot go out yet (read ahead of the others in
+        time, or not settled) is not read further until it can: the memory held is bounded. The job
+        still moves on: what waits to settle only waits for the clock, and the partition the
+        others wait for holds nothing."""
         paused = consumer.paused()
         for tp in partitions:
             if order.waiting(tp) >= self.max_records:

@@ -1,7 +1,7 @@
 """Partner feeds on a broker of the secured profile (SASL/SCRAM, the authorizer, ACLs).
 
 Each partner reads its own topic as its own principal, with its own consumer group:
-only its dossiers, minimised, in each source's order per dossier, every event once, even
+only its dossiers, minimised, each dossier's events in the order they happened, every event once, even
 when the feed job dies inside a transaction. The broker refuses it everything else, and
 refuses a service any topic but its own.
 
@@ -136,8 +136,8 @@ class Upstream:
         self.records[service].append((str(subject).encode(), value))
         return envelope
 
-    def visit(self, dossier: uuid.UUID, number: int) -> dict[str, Any]:
-        return self.event("followup", "FollowUpVisitLogged", dossier, project_id=str(dossier),
+    def visit(self, dossier: uuid.UUID, number: int, at: datetime | None = None) -> dict[str, Any]:
+        return self.event("followup", "FollowUpVisitLogged", dossier, at, project_id=str(dossier),
                           visit_id=f"visit-{number}", visit_number=number, month=number, due_on="2027-01-01",
                           on_time=True, local_operator_id=None, visited_on="2027-01-02",
                           business_status="active", jobs_paid=2, jobs_family=1, revenue_band="low",
@@ -272,6 +272,63 @@ def test_a_partner_reads_only_its_dossiers_minimised_in_order_once(world):
     assert approved["data"] == {"amount_cents": 550_000, "rule_version": "2026-1"}
     assert approved["partnerrole"] == "local_operator"
     assert approved["origin"] == "/passerelle/funding"
+
+
+def test_a_visit_after_the_end_is_not_sent_though_it_reached_the_job_before_the_end_was_saved(world):
+    """The end is stamped, its save takes a second to commit, and meanwhile a visit is logged and
+    reaches the job. The job decides once the visit has settled (feed_settle_seconds): by then the
+    end is in partners' store, and the visit, after it, is not sent."""
+    app = world.app
+    structure = register(app, "Aide Île-de-France", "support_structure", region="FR-IDF")
+    register(app, "Bamako Conseil", "local_operator", countries=("ML",))
+    app.enable_feed(uuid.UUID(structure))
+    dossier = uuid.uuid4()
+    app.assign(dossier, country="ML", french_region="FR-IDF", sector="trade")
+    world.grant([structure])
+    up = Upstream()
+    up.visit(dossier, 1)
+    partners_topic = world.topic(event_topic("partners"))
+    save = app.save
+
+    def slow_save(*aggregates: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)  # the end is stamped; its commit comes a second later
+        return save(*aggregates, **kwargs)
+
+    async def scenario() -> list[Any]:
+        published = partners_records(app)
+        await produce_as(world.settings, partners_topic, published)
+        await up.publish(world)
+        feed = PartnerFeed(app, world.settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(feed.run(stop))
+        try:
+            deadline = time.monotonic() + 30
+            while feed.published < 3 and time.monotonic() < deadline and not task.done():
+                await asyncio.sleep(0.1)  # the assignment and visit 1 are out
+            assert feed.published == 3
+            app.save = slow_save
+            ending = asyncio.create_task(asyncio.to_thread(app.end_assignment, dossier, "dossier_withdrawn"))
+            await asyncio.sleep(0.2)
+            up.visit(dossier, 2)  # after the end's stamp, on Kafka before the end's commit
+            await produce_as(world.as_principal("followup"), world.topic(event_topic("followup")),
+                             up.records["followup"][-1:])
+            await ending
+            app.save = save
+            await produce_as(world.settings, partners_topic, partners_records(app)[len(published):])
+            while feed.published < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(world.settings.feed_settle_seconds + 1.0)  # visit 2 had its chance
+        finally:
+            app.save = save
+            stop.set()
+            await task
+        return await read_as(world.as_partner(structure), world.topic(partner_feed_topic(structure)),
+                             world.group_of(structure), 4)
+
+    events = [json.loads(r.value) for r in asyncio.run(scenario())]
+    assert [e["type"].split(".")[2] for e in events] == [
+        "AssignmentRequested", "PartnersAssigned", "FollowUpVisitLogged", "AssignmentEnded"]
+    assert [e["data"]["visit_number"] for e in events if "visit_number" in e["data"]] == [1]
 
 
 def test_the_feed_killed_inside_a_transaction_publishes_each_event_once(world, tmp_path):

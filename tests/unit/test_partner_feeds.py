@@ -214,22 +214,25 @@ def test_what_happened_first_goes_out_first_whatever_partition_is_read_first():
         return at, Record(b"{}", topic=topic, offset=offset), {}
 
     order = CausalOrder()
+    late = t[5]  # settled: long after every event here
     order.add(followup, [rec(t[2], "followup.events", 40)])
-    assert order.ready(partitions, read_to_end={intake}) == ([], {}), "funding may still hold an earlier event"
+    assert order.ready(partitions, read_to_end={intake}, settled=late) == ([], {}), "funding may still hold an earlier event"
     order.add(funding, [rec(t[1], "funding.events", 7), rec(t[3], "funding.events", 8)])
-    out, offsets = order.ready(partitions, read_to_end={intake})
+    out, offsets = order.ready(partitions, read_to_end={intake}, settled=late)
     assert [r[0] for r in out] == [t[1], t[2]], "read past the visit's time in every partition"
     assert offsets == {funding: 8, followup: 41}
-    out, offsets = order.ready(partitions, read_to_end={funding, followup, intake})
+    out, offsets = order.ready(partitions, read_to_end={funding, followup, intake}, settled=late)
     assert [r[0] for r in out] == [t[3]] and offsets == {funding: 9}
 
     # A partition goes out as a prefix: a held record is never overtaken by a later one of its
     # partition (its offset would be committed, and the held one lost at a restart).
     order.add(intake, [rec(t[5], "intake.events", 0), rec(None, "intake.events", 1), rec(t[4], "intake.events", 2)])
     order.add(funding, [rec(t[4], "funding.events", 9)])
-    out, offsets = order.ready(partitions, read_to_end={followup})
+    out, offsets = order.ready(partitions, read_to_end={followup}, settled=late)
     assert [r[0] for r in out] == [t[4]] and offsets == {funding: 10}
     assert order.waiting(intake) == 3
-    out, offsets = order.ready(partitions, read_to_end=set(partitions))
+    out, offsets = order.ready(partitions, read_to_end=set(partitions), settled=t[4])
+    assert out == [] and offsets == {}, "what happened after `settled` waits, and the prefix with it"
+    out, offsets = order.ready(partitions, read_to_end=set(partitions), settled=t[5])
     assert [r[0] for r in out] == [None, t[4], t[5]], "no event first (it is skipped), then by time"
     assert offsets == {intake: 3}
