@@ -327,6 +327,9 @@ class CausalOrder:
     def waiting(self, tp: TopicPartition) -> int:
         return len(self.held.get(tp, ()))
 
+    def holding(self) -> bool:
+        return any(self.held.values())
+
 
 # A record for a partner's topic: (topic, key, value).
 Outgoing = tuple[str, bytes, bytes]
@@ -400,6 +403,9 @@ class PartnerFeed:
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.max_records)
                 for tp, records in batches.items():
                     order.add(tp, [read(r) for r in records])
+                if not batches and not order.holding():
+                    self.lag_by_partition = dict.fromkeys(self.lag_by_partition, 0)  # idle: no request
+                    continue
                 # The ends measured after the fetch: what was on Kafka when the records held were read.
                 ends = await consumer.end_offsets(partitions)
                 positions = {tp: await consumer.position(tp) for tp in partitions}
