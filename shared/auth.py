@@ -9,7 +9,6 @@ roles it accepts with `requires(...)`.
 
 from __future__ import annotations
 
-import fcntl
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared.keys import create_private_file, ensure_keys_dir
+from shared.keys import create_private_file, keys_lock
 from shared.settings import Settings
 
 
@@ -74,9 +73,7 @@ def ensure_dev_keys(settings: Settings) -> tuple[Path, Path]:
     private, public = _dev_key_paths(settings)
     if public.exists() and (private.exists() or settings.jwt_public_key_path):
         return private, public
-    ensure_keys_dir(private.parent)
-    with open(private.parent / ".keys.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with keys_lock(private.parent):
         if not (private.exists() and public.exists()):
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             private.unlink(missing_ok=True)  # a pair: a private key whose public half is lost is made again

@@ -14,7 +14,6 @@ keys` or on first start, see shared/keys.py); its public half is served at
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.keys import create_private_file, ensure_keys_dir, verifier_path, write_public_file
+from shared.keys import create_private_file, keys_lock, verifier_path, write_public_file
 
 if TYPE_CHECKING:  # the audit's reader processes import this module: they start faster without pydantic
     from shared.settings import Settings
@@ -159,9 +158,7 @@ def load_signer(settings: Settings) -> NoteSigner:
         if not path.exists():
             raise FileNotFoundError(f"checkpoint signing key {path} does not exist")
         return _read_signer(path, settings.service)
-    ensure_keys_dir(path.parent)
-    with open(path.parent / ".keys.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with keys_lock(path.parent):
         if not path.exists():
             key = Ed25519PrivateKey.generate()
             create_private_file(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -16,8 +16,11 @@ which imports this module.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +48,15 @@ def ensure_keys_dir(path: Path) -> Path:
         except OSError:
             pass  # not ours to change; the files in it are 0600 all the same
     return path
+
+
+@contextmanager
+def keys_lock(keys_dir: Path) -> Iterator[None]:
+    """Held while a key is made: processes starting at once make it once (made if missing, 0700)."""
+    ensure_keys_dir(keys_dir)
+    with open(keys_dir / ".keys.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def create_private_file(path: Path, content: bytes) -> bool:

@@ -92,10 +92,12 @@ def compare_envelopes(rebuilt: list[dict[str, Any]], kept: list[dict[str, Any]])
     """What differs between the envelopes' totals rebuilt from Kafka and those funding keeps."""
     ours = {e["id"]: e for e in rebuilt}
     theirs = {str(e["id"]): e for e in kept}
-    differing = [{"id": key, "totals": {t: {"kafka": ours[key][t], "funding": theirs[key].get(t)}
-                                        for t in TOTALS if ours[key][t] != theirs[key].get(t)}}
-                 for key in sorted(ours.keys() & theirs.keys())
-                 if any(ours[key][t] != theirs[key].get(t) for t in TOTALS)]
+    differing = []
+    for key in sorted(ours.keys() & theirs.keys()):
+        totals = {t: {"kafka": ours[key][t], "funding": theirs[key].get(t)}
+                  for t in TOTALS if ours[key][t] != theirs[key].get(t)}
+        if totals:
+            differing.append({"id": key, "totals": totals})
     return {
         "matches": not differing and ours.keys() == theirs.keys(),
         "only_on_kafka": sorted(ours.keys() - theirs.keys()),

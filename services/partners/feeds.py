@@ -312,9 +312,8 @@ class CausalOrder:
         `read_to_end`: the partitions whose position is at their end offset, measured after
         everything held was read. `settled`: nothing that happened after it goes out yet.
         """
-        unfinished = [self.latest.get(tp, BEFORE_ANYTHING) for tp in partitions if tp not in read_to_end]
-        watermark = min(unfinished, default=settled)
-        watermark = min(watermark, settled)
+        watermark = min([settled, *(self.latest.get(tp, BEFORE_ANYTHING) for tp in partitions
+                                     if tp not in read_to_end)])
         out: list[Read] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, held in self.held.items():
