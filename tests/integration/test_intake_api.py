@@ -413,3 +413,20 @@ def test_followups_opening_puts_the_dossier_in_follow_up_once(intake):
     intake.app.state.runtime.projector.catch_up()
     listed = intake.get("/v1/projects", params={"status": "in_followup"}, headers=intake.officer).json()["items"]
     assert [p["id"] for p in listed] == [str(project_id)]
+
+
+def test_the_demonstrations_second_aid_is_flagged_then_confirmed_by_an_officer(intake, monkeypatch):
+    from deploy import seed
+
+    monkeypatch.setattr(seed, "DOSSIERS", [seed.DOSSIERS[0], seed.DOSSIERS[seed.SECOND_AID]])
+    monkeypatch.setattr(seed, "SECOND_AID", 1)
+    seeder = seed.Seeder.__new__(seed.Seeder)
+    seeder.headers, seeder.http = intake.officer, intake  # the test client answers any URL
+    first, second = seeder.dossiers()
+    assert seeder.dossiers() == [first, second], "seeding again replays the same requests"
+    one = intake.get(f"/v1/projects/{first}", headers=intake.officer).json()
+    two = intake.get(f"/v1/projects/{second}", headers=intake.officer).json()
+    assert one["status"] == "eligible" and two["status"] == "closed" and two["closure_reason"] == "duplicate_aid"
+    assert two["duplicate_reviews"][0]["person_id"] == one["person_id"]
+    assert [t["type"] for t in two["timeline"]][1:] == ["PossibleDuplicateFlagged", "EligibilityAssessed",
+                                                        "DuplicateConfirmed", "ProjectClosed"]
