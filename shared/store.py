@@ -297,6 +297,18 @@ class _SideTables:
     def delete_data_key(self, key_id: str) -> None:
         self._run(f"DELETE FROM {self.data_keys_table} WHERE key_id = {self.ph}", (key_id,))
 
+    def indexed_persons(self) -> set[str]:
+        return {r[0] for r in self._rows(f"SELECT DISTINCT person_id FROM {self.identifiers_table}", ())}
+
+    def add_identifiers(self, person_id: str, identifiers: list[tuple[str, str]]) -> None:
+        """Store a person's identifiers' hashes outside a save, only while the person still has a key
+        (a person forgotten meanwhile keeps none)."""
+        p = self.ph
+        for kind, digest in identifiers:
+            self._run(f"INSERT INTO {self.identifiers_table} (person_id, kind, digest) SELECT {p}, {p}, {p}"
+                      f" WHERE EXISTS (SELECT 1 FROM {self.data_keys_table} WHERE key_id = {p}) ON CONFLICT DO NOTHING",
+                      (person_id, kind, digest, person_id))
+
     def find_identifiers(self, digests: list[str]) -> list[tuple[str, str]]:
         """(person_id, kind) of every stored identifier with one of these digests."""
         if not digests:

@@ -391,6 +391,17 @@ def undo_duplicate(project_id: UUID, person_id: UUID, app: App, _: Officer) -> P
 Admin = Annotated[Principal, Depends(requires(Role.admin))]
 
 
+class Indexed(BaseModel):
+    indexed: int = Field(description="how many person records had their identifiers hashed")
+
+
+@commands.post("/persons/index", response_model=Indexed)
+def index_earlier_persons(app: App, _: Admin) -> Indexed:
+    """Hash the identifiers of person records taken in before duplicate detection (once, after the
+    upgrade; again does nothing new), so that new dossiers are checked against them."""
+    return Indexed(indexed=app.index_earlier_persons())
+
+
 @commands.post("/persons/{person_id}/forget", status_code=204)
 def forget_person(person_id: UUID, body: Forgetting, app: App, _: Admin) -> Response:
     """Erase a person record's personal data everywhere (crypto-shredding); amounts and decisions stay.

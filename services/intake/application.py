@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+from eventsourcing.utils import get_topic
+
 from services.intake.domain import (
     AdoptedRules,
     ClosureReason,
@@ -28,6 +30,7 @@ from shared.store import ServiceApplication
 from shared.telemetry import traced
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.json")
+_SUBMITTED = get_topic(Project.ProjectSubmitted)
 # How stale the rules a process screens with may be: another process of intake (the worker)
 # may have adopted a new version. The process that adopts it uses it at once.
 RULES_REFRESH_SECONDS = 1.0
@@ -109,6 +112,30 @@ class IntakeApplication(ServiceApplication):
         return [self.repository.get(UUID(i)) for i in ids]
 
     # --- possible duplicates -----------------------------------------------------------
+
+    def index_earlier_persons(self, batch: int = 500) -> int:
+        """Hash the identifiers of the person records taken in before duplicate detection, so that
+        new dossiers are checked against them too; how many were indexed.
+
+        Their data is read from their first dossier's ciphertext (a forgotten person's cannot be,
+        and is skipped). Persons already indexed are skipped: running it again does nothing new.
+        """
+        indexed = self.recorder.indexed_persons()
+        count, start = 0, 1
+        while notifications := self.recorder.select_notifications(start, batch, topics=[_SUBMITTED]):
+            for notification in notifications:
+                submitted = self.mapper.to_domain_event(notification)
+                if str(submitted.person_id) in indexed:
+                    continue
+                indexed.add(str(submitted.person_id))
+                try:
+                    promoter = self.vault.open(submitted.person_id, submitted.promoter_ciphertext)
+                except KeyErased:
+                    continue
+                self.recorder.add_identifiers(str(submitted.person_id), self.vault.identifiers(promoter))
+                count += 1
+            start = notifications[-1].id + 1
+        return count
 
     def confirm_duplicate(self, project_id: UUID, other_person_id: UUID) -> Project:
         """An officer confirms the dossier's promoter is the other person record: the records merge.

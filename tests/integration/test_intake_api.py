@@ -430,3 +430,37 @@ def test_the_demonstrations_second_aid_is_flagged_then_confirmed_by_an_officer(i
     assert two["duplicate_reviews"][0]["person_id"] == one["person_id"]
     assert [t["type"] for t in two["timeline"]][1:] == ["PossibleDuplicateFlagged", "EligibilityAssessed",
                                                         "DuplicateConfirmed", "ProjectClosed"]
+
+
+def test_persons_taken_in_before_duplicate_detection_are_indexed_once_by_an_admin(intake):
+    from services.intake.domain import Person, Project
+
+    app = intake.app.state.runtime.app
+    earlier = body()
+
+    def taken_in_before(promoter: dict) -> Person:
+        """As intake stored a person then: the events and the key, no identifiers' hashes."""
+        person = Person(person_id=uuid.uuid4())
+        sealed = app.vault.seal(person.id, promoter, new_person=True)
+        project = Project(reference="PAS-2025-OLD", person_id=person.id, promoter_ciphertext=sealed.ciphertext,
+                          country="SN", french_region="FR-IDF", sector="trade", title="t", description="",
+                          requested_amount_cents=1, own_contribution_cents=0, planned_jobs=1)
+        person.open_dossier(project.id)
+        app.save(project, person, data_keys=[sealed.new_key])
+        return person
+
+    person = taken_in_before(earlier["promoter"])
+    forgotten = taken_in_before(body()["promoter"])
+    app.forget_person(forgotten.id, "entered_in_error")
+    first = intake.post("/v1/projects", json=earlier, headers=intake.officer).json()
+    assert intake.get(f"/v1/projects/{first['id']}", headers=intake.officer).json()["duplicate_reviews"] == []
+
+    admin = bearer(intake.settings, "admin")
+    assert intake.post("/v1/persons/index", headers=intake.officer).status_code == 403
+    assert intake.post("/v1/persons/index", headers=admin).json() == {"indexed": 1}, "the forgotten one is skipped"
+    assert intake.post("/v1/persons/index", headers=admin).json() == {"indexed": 0}
+    assert identifiers_of(intake, str(forgotten.id)) == []
+    again = intake.post("/v1/projects", json=earlier, headers=intake.officer).json()
+    reviews = intake.get(f"/v1/projects/{again['id']}", headers=intake.officer).json()["duplicate_reviews"]
+    assert {r["person_id"] for r in reviews} == {str(person.id), intake.get(
+        f"/v1/projects/{first['id']}", headers=intake.officer).json()["person_id"]}
