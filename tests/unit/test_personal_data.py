@@ -8,7 +8,12 @@ import uuid
 import pytest
 
 from services.intake.domain import DuplicateKind
-from services.intake.personal_data import KeyErased, PersonalDataVault, name_forms, phone_form
+from services.intake.personal_data import (
+    KeyErased,
+    PersonalDataVault,
+    name_forms,
+    phone_form,
+)
 
 
 class Keys:
