@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_va
 from sqlalchemy import or_, select
 
 from services.intake.application import IntakeApplication
-from services.intake.domain import ClosureReason, Conclusion, ConsentPurpose, ForgetReason, Project
+from services.intake.domain import ClosureReason, Conclusion, ConsentPurpose, DuplicateKind, ForgetReason, Project
 from services.intake.projections import dossiers
 from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
@@ -129,7 +129,7 @@ class Forgetting(Strict):
 class DuplicateReview(BaseModel):
     person_id: UUID = Field(description="the other person record whose identifiers matched")
     project_ids: list[str] = Field(description="its dossiers when the flag was raised")
-    matched: list[str] = Field(description="which identifiers matched: name, birth_date, phone, document")
+    matched: list[DuplicateKind] = Field(description="which identifiers matched (their keyed hashes)")
     status: Literal["flagged", "confirmed", "dismissed", "undone"]
 
 
@@ -386,7 +386,7 @@ def undo_duplicate(project_id: UUID, person_id: UUID, app: App, _: Officer) -> P
     return _state(app.undo_duplicate(project_id, person_id))
 
 
-# --- forgetting -----------------------------------------------------------------------------
+# --- persons: their identifiers, forgetting ------------------------------------------------
 
 Admin = Annotated[Principal, Depends(requires(Role.admin))]
 

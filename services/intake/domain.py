@@ -515,6 +515,7 @@ class Person(Aggregate):
     def __init__(self, person_id: UUID):
         self.project_ids: list[str] = []
         self.forgotten = False
+        self.forgotten_reason: str | None = None
         self.same_as: list[str] = []
 
     def merge_with(self, other_person_id: UUID) -> None:

@@ -164,8 +164,8 @@ class PersonalDataVault:
         if wrapped is None:
             raise KeyErased(str(person_id))
         sealed = base64.b64decode(ciphertext)
+        key = AESGCM(self._unwrap(person_id, wrapped))  # a wrong master key fails here, loudly
         try:
-            key = AESGCM(self._unwrap(person_id, wrapped))
             return json.loads(key.decrypt(sealed[:12], sealed[12:], str(person_id).encode()))
         except InvalidTag:
             raise KeyErased(str(person_id)) from None
