@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_va
 from sqlalchemy import or_, select
 
 from services.intake.application import IntakeApplication
-from services.intake.domain import ClosureReason, Conclusion, ConsentPurpose, DuplicateKind, ForgetReason, Project
+from services.intake.domain import (
+    ClosureReason,
+    Conclusion,
+    ConsentPurpose,
+    DuplicateKind,
+    ForgetReason,
+    Project,
+)
 from services.intake.projections import dossiers
 from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
