@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -164,26 +167,52 @@ class _TooLarge(Exception):
 # --- commands: who acts, and Idempotency-Key -----------------------------------
 
 async def command_context(request: Request, who: Annotated[Principal, Depends(principal)]) -> CommandContext:
-    """Sets who is acting (and the trace) for the events the request will save.
-
-    With an `Idempotency-Key`, a request already answered is answered again from
-    the store and writes nothing (`Replayed`); the same key with another body is 422.
-    """
+    """Sets who is acting (and the trace) for the events the request will save."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     key = request.headers.get("idempotency-key")
-    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id}",
+    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id(request)}",
                              traceparent=carrier.get("traceparent"))
     _context.set(context)  # the sync endpoint runs in a thread with a copy of this context
-    if key is not None and request.method == "POST":
+    return context
+
+
+def request_id(request: Request) -> str:
+    """The caller's `X-Request-Id` when it is 1 to 200 visible ASCII characters, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    return given if REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+
+
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def idempotency_scope(who: Principal, method: str, route: str, key: str) -> str:
+    """The stored key: one caller's key on one route, so that no two callers' keys can meet.
+
+    A hash of a JSON array, so that no character of a subject (a `:`) can make two scopes equal.
+    """
+    return hashlib.sha256(json.dumps([who.issuer, who.sub, method, route, key]).encode()).hexdigest()
+
+
+def replay_if_answered(route: str) -> Callable[..., Any]:
+    """The dependency that answers a request already answered again from the store (`Replayed`).
+
+    `CommandRoute` makes it the last dependency of its route, so that a stored answer is sent
+    again only to a caller who passed the route's role and partner-scope checks. The same key
+    with another body is 422.
+    """
+
+    async def replay(request: Request, who: Annotated[Principal, Depends(principal)]) -> None:
+        key = request.headers.get("idempotency-key")
+        if key is None or request.method != "POST":
+            return
         if not 1 <= len(key) <= 200:
             raise problems.HTTPException(422, "Idempotency-Key must be 1 to 200 characters")
         body = await request.body()
         fingerprint = hashlib.sha256(
             request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
         ).hexdigest()
-        scoped = f"{who.sub}:{key}"
+        scoped = idempotency_scope(who, request.method, route, key)
         app: ServiceApplication = request.app.state.runtime.app
         found = await run_in_threadpool(app.find_idempotency, scoped)
         if found is not None:
@@ -197,11 +226,43 @@ async def command_context(request: Request, who: Annotated[Principal, Depends(pr
         state = _Idempotency(scoped, fingerprint)
         _idempotency.set(state)
         request.state.idempotency = state
-    return context
+
+    return replay
+
+
+def _with_replay_last(endpoint: Callable[..., Any], route: str) -> Callable[..., Any]:
+    """`endpoint` with one more parameter, last: the `replay_if_answered` dependency.
+
+    FastAPI solves an endpoint's dependencies in the order of its parameters, after the
+    router's own dependencies (`command_context`): the replay comes after the role check
+    (`requires(...)`) and any partner-scope dependency the endpoint declares.
+    """
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)  # the annotations, resolved in its module
+    except NameError:
+        signature = inspect.signature(endpoint)
+    replay = inspect.Parameter("_replayed", inspect.Parameter.KEYWORD_ONLY,
+                               annotation=Annotated[None, Depends(replay_if_answered(route))])
+    if inspect.iscoroutinefunction(endpoint):
+        async def wrapper(*args: Any, _replayed: None = None, **kwargs: Any) -> Any:
+            return await endpoint(*args, **kwargs)
+    else:
+        def wrapper(*args: Any, _replayed: None = None, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return endpoint(*args, **kwargs)
+    functools.update_wrapper(wrapper, endpoint)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), replay])  # type: ignore[attr-defined]
+    wrapper.replays_last = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class CommandRoute(APIRoute):
-    """Stores the answer of a command sent with an Idempotency-Key, for its replays."""
+    """Replays a command already answered for its Idempotency-Key, after the route's own checks,
+    and stores the answer of a new one for its replays."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not getattr(endpoint, "replays_last", False):  # a route made again from a route's endpoint
+            endpoint = _with_replay_last(endpoint, path)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
