@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import re
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -30,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
+from shared.api import CONTROL_OR_LINE
 from shared.auth import Principal, Role, TokenVerifier, principal, requires
 from shared.consumer import Consumer
 from shared.projections import Projector
@@ -162,6 +164,28 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class PlainRequestLine:
+    """Refuse, 422, a path or query string holding a control character (`%00` and the like),
+    or bytes that are not UTF-8, before any route reads it (a NUL reaching PostgreSQL is an error)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw_path = scope.get("raw_path")
+            path = raw_path.decode("latin-1") if raw_path else scope.get("path", "")
+            for part, text in (("path", path), ("query", scope.get("query_string", b"").decode("latin-1"))):
+                if CONTROL_OR_LINE.search(urllib.parse.unquote_plus(text, errors="surrogateescape")):
+                    response = problems.problem(
+                        422, f"the {part} must not hold control characters (NUL and the like) "
+                             "and must be UTF-8", errors=[{"loc": [part], "msg": "control character",
+                                                            "type": "value_error"}])
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 # --- commands: who acts, and Idempotency-Key -----------------------------------
@@ -430,6 +454,7 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
     api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    api.add_middleware(PlainRequestLine)
     FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
     return api
 

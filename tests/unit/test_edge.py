@@ -7,6 +7,7 @@ background connects to Kafka; the store and read models are SQLite files in tmp_
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from fastapi.testclient import TestClient
@@ -106,3 +107,89 @@ def test_the_same_caller_and_key_still_replays(intake):
     again = intake.post("/v1/projects", json=DOSSIER, headers=headers)
     assert again.status_code == 201 and again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
+
+
+# --- never a 5xx from input --------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["title", "description", "promoter.given_name"])
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\x85", "\ud800"])
+def test_a_control_character_in_a_body_string_is_refused(intake, where, character):
+    body = dossier()
+    target, field = (body["promoter"], "given_name") if where.startswith("promoter.") else (body, where)
+    target[field] = f"Bou{character}tique"
+    before = intake.app.state.runtime.app.recorder.max_notification_id()
+    r = intake.post("/v1/projects", content=json.dumps(body),  # ASCII JSON: "\\ud800", as a client may send it
+                    headers={**intake.officer, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert intake.app.state.runtime.app.recorder.max_notification_id() == before
+
+
+def test_a_control_character_in_a_list_of_strings_is_refused(intake):
+    created = intake.post("/v1/projects", json=DOSSIER, headers=intake.officer).json()
+    r = intake.post(f"/v1/projects/{created['id']}/consent", json={"purposes": ["x\x00"]}, headers=intake.officer)
+    assert r.status_code == 422, r.text
+
+
+def test_tab_and_line_breaks_are_kept_in_free_text(intake):
+    r = intake.post("/v1/projects", json=dossier(description="Première ligne\r\nseconde\tligne"),
+                    headers=intake.officer)
+    assert r.status_code == 201, r.text
+
+
+def test_the_services_share_one_strict_base():
+    from shared.api import Strict
+
+    for service in ("intake", "partners", "funding", "followup"):
+        module = __import__(f"services.{service}.api", fromlist=["Strict"])
+        assert module.Strict is Strict
+
+
+@pytest.mark.parametrize("query", ["status=%00", "country=S%00", "cursor=a%01b", "partner_id=%C0%AF", "status=a%0Ab"])
+def test_a_control_character_in_a_query_string_is_refused(intake, query):
+    r = intake.get(f"/v1/projects?{query}", headers=intake.officer)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_control_character_in_a_path_is_refused(tmp_path):
+    settings = settings_for("partners", tmp_path)
+    with TestClient(app_of("partners", tmp_path), raise_server_exceptions=False) as client:
+        r = client.get("/v1/partners/ab%00cd", headers=bearer(settings, "admin"))
+        assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("given", ["", "x" * 201, "caf\u00e9", "a b"])
+def test_an_x_request_id_out_of_bounds_is_replaced_by_a_new_one(given):
+    from starlette.requests import Request
+
+    from shared.http import request_id
+
+    scope = {"type": "http", "headers": [(b"x-request-id", given.encode("latin-1"))]}
+    made = request_id(Request(scope))
+    assert made != given and len(made) == 36
+    assert request_id(Request({"type": "http", "headers": [(b"x-request-id", b"req-42")]})) == "req-42"
+
+
+AS_OF_ROUTES = (("funding", "/v1/decisions", "funding_officer"), ("followup", "/v1/indicators", "followup_officer"),
+                ("audit", "/v1/ledger?compare=false", "auditor"))
+
+
+@pytest.mark.parametrize("service,path,role", AS_OF_ROUTES)
+@pytest.mark.parametrize("as_of", ["0.5", "1700000000", "2026-03-01", "2026-03-01T12:00:00",
+                                   "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-13-01T00:00:00Z"])
+def test_a_date_time_parameter_is_rfc3339_with_its_zone_or_422(tmp_path, service, path, role, as_of):
+    settings = settings_for(service, tmp_path)
+    with TestClient(app_of(service, tmp_path), raise_server_exceptions=False) as client:
+        r = client.get(path, params={"as_of": as_of}, headers=bearer(settings, role))
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("service,path,role", AS_OF_ROUTES)
+def test_an_rfc3339_date_time_parameter_is_taken(tmp_path, service, path, role):
+    settings = settings_for(service, tmp_path)
+    with TestClient(app_of(service, tmp_path), raise_server_exceptions=False) as client:
+        for as_of in ("2026-03-01T12:00:00Z", "2026-03-01T12:00:00.123456+02:00"):
+            r = client.get(path, params={"as_of": as_of}, headers=bearer(settings, role))
+            assert r.status_code == 200, r.text
