@@ -142,19 +142,31 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
             return
         seen = 0
+        too_large = answered = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise _TooLarge
             return message
 
+        async def unless_too_large(message: Message) -> None:
+            # The app may catch the error of a body it could not read whole (FastAPI answers
+            # 400 "error parsing the body"): that answer is dropped, the 413 below is sent.
+            nonlocal answered
+            if not too_large:
+                answered = True
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, unless_too_large)
         except _TooLarge:
+            pass
+        if too_large and not answered:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -193,3 +193,30 @@ def test_an_rfc3339_date_time_parameter_is_taken(tmp_path, service, path, role):
         for as_of in ("2026-03-01T12:00:00Z", "2026-03-01T12:00:00.123456+02:00"):
             r = client.get(path, params={"as_of": as_of}, headers=bearer(settings, role))
             assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "big-1"])
+def test_a_chunked_body_over_the_limit_is_413(intake, idempotency_key):
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 4096
+
+    headers = {**intake.officer, "Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    r = intake.post("/v1/projects", content=chunks(), headers=headers)
+    assert r.status_code == 413, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_an_unexpected_error_is_a_500_problem(intake):
+    app = intake.app.state.runtime.app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the store broke")
+
+    app.submit_project = broken
+    r = intake.post("/v1/projects", json=DOSSIER, headers=intake.officer)
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/internal-error") and "the store broke" not in r.text
