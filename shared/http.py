@@ -38,6 +38,7 @@ from shared.projections import Projector
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import CommandContext, ServiceApplication, _context, _idempotency, _Idempotency
+from shared.telemetry import without_query_in_span
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +468,8 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     api.add_middleware(PlainRequestLine)
-    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"],
+                                       server_request_hook=without_query_in_span)
     return api
 
 

@@ -220,3 +220,55 @@ def test_an_unexpected_error_is_a_500_problem(intake):
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"].endswith("/internal-error") and "the store broke" not in r.text
+
+
+# --- no query string in a log line -----------------------------------------------
+
+def test_the_access_log_and_httpx_lines_hold_no_query_string():
+    import logging
+
+    import httpx
+
+    from shared.telemetry import WithoutQueryStrings
+
+    access = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "DELETE", "/v1/persons/42?reason=Awa+Diop+asked", "1.1", 204), None)
+    assert WithoutQueryStrings().filter(access)
+    assert access.getMessage() == '127.0.0.1:5000 - "DELETE /v1/persons/42 HTTP/1.1" 204'
+    client = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: %s %s "%s %d %s"',
+                               ("GET", httpx.URL("http://funding/v1/decisions?decided_by=awa"), "HTTP/1.1", 200, "OK"),
+                               None)
+    WithoutQueryStrings().filter(client)
+    assert "awa" not in client.getMessage() and "/v1/decisions" in client.getMessage()
+
+
+def test_the_uvicorn_access_log_is_filtered_once_telemetry_is_set_up():
+    import inspect
+    import logging
+
+    from shared import telemetry
+
+    assert "hide_query_strings()" in inspect.getsource(telemetry.setup)
+    telemetry.hide_query_strings()  # what setup does, without taking over the process's logging
+    for name in telemetry.QUERY_LOGGERS:
+        assert any(isinstance(f, telemetry.WithoutQueryStrings) for f in logging.getLogger(name).filters)
+
+
+def test_the_http_span_keeps_the_path_not_the_query_string():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared.telemetry import without_query_in_span
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    span = provider.get_tracer("test").start_span("GET /v1/persons", attributes={
+        "http.url": "http://intake/v1/persons/42?reason=Awa", "url.full": "http://intake/v1/persons/42?reason=Awa",
+        "url.query": "reason=Awa", "http.target": "/v1/persons/42"})
+    without_query_in_span(span, {})
+    span.end()
+    attributes = dict(exported.get_finished_spans()[0].attributes)
+    assert "Awa" not in json.dumps(attributes)
+    assert attributes["http.url"] == "http://intake/v1/persons/42"
