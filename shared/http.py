@@ -359,6 +359,53 @@ def operations_router() -> APIRouter:
     return router
 
 
+# --- the contract: every route's error answers -----------------------------------
+
+def declare_problems(route: Any) -> None:
+    """Declares in the OpenAPI the problem+json answers a route can give, from what it depends on.
+
+    Every route: 422 (a control character in its path or query is refused before it is reached)
+    and 500. With a principal: 401, 403 and 503 (the identity provider out of reach, or the
+    store). With a path parameter or a required query parameter naming a thing, and every
+    command: 404. Commands: 409 (a rule broken, a concurrent change), 413 and 503 (the store).
+    With a body: 413. A route's own `responses` win.
+    """
+    if not isinstance(route, APIRoute):
+        return
+    statuses = {422, 500}
+    calls, stack = set(), list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        calls.add(dependant.call)
+        stack += dependant.dependencies
+    if principal in calls:
+        statuses |= {401, 403, 503}
+    if route.dependant.path_params or any(q.field_info.is_required() for q in route.dependant.query_params):
+        statuses.add(404)
+    if isinstance(route, CommandRoute):
+        statuses |= {404, 409, 413, 503}
+    if route.body_field is not None or route.methods & {"POST", "PUT", "PATCH"}:
+        statuses.add(413)
+    route.responses = {**problems.answers(*sorted(statuses)), **route.responses}
+
+
+def with_problem_schema(api: FastAPI) -> None:
+    """Adds the `Problem` schema the declared answers refer to to the app's OpenAPI document."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = generate()
+            schema = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(schema.pop("$defs", {}))
+            schemas["Problem"] = schema
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
 # --- the app -------------------------------------------------------------------
 
 def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, description: str) -> FastAPI:
@@ -373,15 +420,15 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
             await runtime.close()
 
     api = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
-                  responses={422: {"description": "Invalid request (application/problem+json)"}},
                   telemetry={"operation_spans": False, "metrics": False, "logs": False})
     api.state.runtime = runtime
     api.state.verifier = TokenVerifier(settings)
     problems.install(api)
-    for router in routers:
+    included = [*routers, *([operations_router()] if runtime.app is not None else [])]
+    for router in included:  # parked records and projections live in the service's store
+        for route in router.routes:
+            declare_problems(route)  # before the router is included: including copies its routes
         api.include_router(router)
-    if runtime.app is not None:  # parked records and projections live in the service's store
-        api.include_router(operations_router())
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -397,7 +444,8 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
             anyone verifying the log needs it). `verifier_key` is the form Go's sumdb/note reads."""
             return {"service": settings.service, "checkpoint_origin": signer.name, "keys": [signer.describe()]}
 
-    @api.get("/readyz", tags=["operations"])
+    @api.get("/readyz", tags=["operations"],
+             responses={503: {"description": "not ready: the same checks, `ready` false"}})
     async def readyz() -> Response:
         """Ready: the store answers, Kafka is connected, the consumers' and other background jobs'
         lag is under the bound."""
@@ -464,6 +512,9 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
                [(f'{{{service},route="{route}",status="{status}"}}', n) for (route, status), n in sorted(runtime.commands.items())])
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
+    for route in api.router.routes:
+        declare_problems(route)
+    with_problem_schema(api)
     api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

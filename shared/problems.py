@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.domain import InvalidValue, NotFound, RuleViolated
@@ -33,7 +35,45 @@ _TITLES = {
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-error", "Invalid request"),
     429: ("too-many-requests", "Too many requests"),
+    503: ("unavailable", "Unavailable"),
 }
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path or header, then the field")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error answer of every route (application/problem+json)."""
+
+    type: str = Field(description="a URI naming the kind of problem, e.g. " + BASE + "rule/committee_after_study")
+    title: str
+    status: int
+    detail: str
+    rule: str | None = Field(None, description="the rule broken (409)")
+    errors: list[ProblemError] | None = Field(None, description="what is wrong in the request (422)")
+
+
+# Why a route may answer each status: the description of that answer in the OpenAPI.
+ANSWERS = {
+    401: "no bearer token, or a token that is invalid or expired",
+    403: "the token's roles do not allow this",
+    404: "no such thing (or not one the caller may see)",
+    409: "a rule of the programme is broken (`rule` names it), or the thing was changed meanwhile",
+    413: "the request body is too large",
+    422: "the request is invalid (`errors` says where)",
+    500: "an unexpected error (logged)",
+    503: "the identity provider's keys or the store cannot be reached now: retry (Retry-After)",
+}
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, each a problem+json `Problem`."""
+    return {status: {"description": ANSWERS[status],
+                     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for status in statuses}
 
 
 def problem(status: int, detail: str, *, type_: str | None = None, title: str | None = None,
@@ -86,6 +126,15 @@ def install(api: FastAPI) -> None:
         return problem(409, "the resource was changed by another request; read it again and retry",
                        type_="concurrent-modification")
 
+    @api.exception_handler(OperationalError)
+    @api.exception_handler(InterfaceError)
+    @api.exception_handler(sqlalchemy.exc.OperationalError)
+    @api.exception_handler(sqlalchemy.exc.InterfaceError)
+    async def store_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("the store cannot be reached on %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, "the store cannot be reached now; retry", type_="store-unavailable",
+                       title="Store unavailable", headers={"Retry-After": "5"})
+
     @api.exception_handler(Replayed)
     async def replayed(request: Request, exc: Replayed) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status, headers={"Idempotent-Replayed": "true"})
@@ -97,4 +146,4 @@ def install(api: FastAPI) -> None:
                        title="Internal error")
 
 
-__all__ = ["HTTPException", "PROBLEM_JSON", "Replayed", "install", "problem"]
+__all__ = ["HTTPException", "PROBLEM_JSON", "Problem", "Replayed", "answers", "install", "problem"]

@@ -272,3 +272,52 @@ def test_the_http_span_keeps_the_path_not_the_query_string():
     attributes = dict(exported.get_finished_spans()[0].attributes)
     assert "Awa" not in json.dumps(attributes)
     assert attributes["http.url"] == "http://intake/v1/persons/42"
+
+
+# --- the contract tells the truth --------------------------------------------------
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_declares_its_problem_answers(tmp_path, service):
+    from shared.http import CommandRoute
+
+    app = app_of(service, tmp_path)
+    document = TestClient(app).get("/openapi.json").json()
+    assert set(document["components"]["schemas"]["Problem"]["properties"]) == {
+        "type", "title", "status", "detail", "rule", "errors"}
+    assert "HTTPValidationError" not in json.dumps(document)
+    commands = {(route.path, method) for router in __import__(f"services.{service}.api", fromlist=["routers"]).routers
+                for route in router.routes if isinstance(route, CommandRoute) for method in route.methods}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = {int(status) for status in operation["responses"]}
+            expected = {422, 500}
+            if operation.get("security") or path.startswith("/v1/") and path != "/v1/keys":
+                expected |= {401, 403, 503}
+            if "{" in path:
+                expected.add(404)
+            if (path, method.upper()) in commands:
+                expected |= {404, 409, 413, 503}
+            assert expected <= declared, (method, path, sorted(expected - declared))
+            for status in expected - {503} if path == "/readyz" else expected:
+                content = operation["responses"][str(status)]["content"]
+                assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def test_the_problem_answers_follow_what_a_route_depends_on(intake):
+    document = intake.get("/openapi.json").json()
+    assert set(document["paths"]["/healthz"]["get"]["responses"]) == {"200", "422", "500"}
+    assert "404" not in document["paths"]["/v1/projects"]["get"]["responses"]
+    assert "409" not in document["paths"]["/v1/projects/{project_id}"]["get"]["responses"]
+    assert "503" in document["paths"]["/readyz"]["get"]["responses"]
+
+
+def test_a_store_out_of_reach_is_a_503_problem(intake):
+    from eventsourcing.persistence import OperationalError
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    intake.app.state.runtime.app.submit_project = unreachable
+    r = intake.post("/v1/projects", json=DOSSIER, headers=intake.officer)
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == "application/problem+json" and r.headers["retry-after"] == "5"
