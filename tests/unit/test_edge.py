@@ -321,3 +321,43 @@ def test_a_store_out_of_reach_is_a_503_problem(intake):
     r = intake.post("/v1/projects", json=DOSSIER, headers=intake.officer)
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/problem+json" and r.headers["retry-after"] == "5"
+
+
+# --- every date-time with its zone ---------------------------------------------------
+
+def _has_zone(moment: str) -> bool:
+    from datetime import datetime
+
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).utcoffset() is not None
+
+
+def test_the_dossiers_list_gives_its_times_with_their_zone(intake):
+    for _ in range(3):
+        intake.post("/v1/projects", json=DOSSIER, headers=intake.officer)
+    intake.app.state.runtime.projector.catch_up()
+    page = intake.get("/v1/projects", params={"limit": 2}, headers=intake.officer).json()
+    assert page["items"] and all(_has_zone(item["submitted_at"]) for item in page["items"])
+    rest = intake.get("/v1/projects", params={"cursor": page["next_cursor"]}, headers=intake.officer).json()
+    assert len(rest["items"]) == 1  # the cursor, now with a zone, still pages on SQLite
+
+
+def test_the_partners_list_gives_its_times_with_their_zone(tmp_path):
+    settings = settings_for("partners", tmp_path)
+    with TestClient(app_of("partners", tmp_path), raise_server_exceptions=False) as client:
+        admin = bearer(settings, "admin")
+        r = client.post("/v1/partners", headers=admin, json={
+            "name": "Aide Île-de-France", "kind": "support_structure", "region": "FR-IDF",
+            "sectors": ["trade"], "capacity": 10})
+        assert r.status_code == 201, r.text
+        client.app.state.runtime.projector.catch_up()
+        items = client.get("/v1/partners", headers=admin).json()["items"]
+        assert items and all(_has_zone(item["registered_at"]) for item in items)
+
+
+def test_a_cursor_naming_a_control_character_or_an_overflowing_time_is_422(intake):
+    import base64
+
+    for inside in ("2026-01-01T00:00:00+00:00|\x00", "0001-01-01T00:00:00+01:00|x"):
+        cursor = base64.urlsafe_b64encode(inside.encode()).decode()
+        r = intake.get("/v1/projects", params={"cursor": cursor}, headers=intake.officer)
+        assert r.status_code == 422, r.text
