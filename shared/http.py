@@ -179,6 +179,37 @@ class _TooLarge(Exception):
     pass
 
 
+class AnswerUnexpected:
+    """An unexpected error is answered here, 500 problem+json, and goes no further.
+
+    Starlette's outermost middleware answers it too, but raises it again for the server to
+    log, and uvicorn then closes the connection: the client's next request on that kept-alive
+    connection was reset.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # half an answer is out: only closing the connection can tell the client
+                raise
+            await problems.internal_error()(scope, receive, send)
+
+
 class PlainRequestLine:
     """Refuse, 422, a path or query string holding a control character (`%00` and the like),
     or bytes that are not UTF-8, before any route reads it (a NUL reaching PostgreSQL is an error)."""
@@ -519,6 +550,7 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     api.add_middleware(PlainRequestLine)
+    api.add_middleware(AnswerUnexpected)  # outermost of ours: errors of the middlewares above too
     FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"],
                                        server_request_hook=without_query_in_span)
     return api

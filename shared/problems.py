@@ -142,8 +142,12 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(500, "an unexpected error occurred; it has been logged", type_="internal-error",
-                       title="Internal error")
+        return internal_error()
 
 
-__all__ = ["HTTPException", "PROBLEM_JSON", "Problem", "Replayed", "answers", "install", "problem"]
+def internal_error() -> JSONResponse:
+    return problem(500, "an unexpected error occurred; it has been logged", type_="internal-error",
+                   title="Internal error")
+
+
+__all__ = ["HTTPException", "PROBLEM_JSON", "Problem", "Replayed", "answers", "install", "internal_error", "problem"]

@@ -361,3 +361,43 @@ def test_a_cursor_naming_a_control_character_or_an_overflowing_time_is_422(intak
         cursor = base64.urlsafe_b64encode(inside.encode()).decode()
         r = intake.get("/v1/projects", params={"cursor": cursor}, headers=intake.officer)
         assert r.status_code == 422, r.text
+
+
+def test_an_unexpected_error_keeps_the_connection_for_the_next_request(tmp_path):
+    """On a real server: uvicorn closed the connection after a 500 that Starlette raised again."""
+    import http.client
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    settings = settings_for("funding", tmp_path)
+    app = app_of("funding", tmp_path)
+
+    def broken(*args, **kwargs):
+        raise OverflowError("date value out of range")
+
+    app.state.runtime.app.rulebook = broken
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        headers = bearer(settings, "funding_officer")
+        connection.request("GET", "/v1/rules", headers=headers)
+        first = connection.getresponse()
+        assert first.status == 500 and first.getheader("content-type") == "application/problem+json"
+        first.read()
+        connection.request("GET", "/healthz")  # on the same connection
+        assert connection.getresponse().status == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
