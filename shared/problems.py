@@ -103,6 +103,10 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's answer to a body it cannot decode (not UTF-8): bad input like any other.
+            return problem(422, "the body is not JSON in UTF-8",
+                           errors=[{"loc": ["body"], "msg": "not JSON in UTF-8", "type": "json_invalid"}])
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @api.exception_handler(RuleViolated)

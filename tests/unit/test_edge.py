@@ -401,3 +401,10 @@ def test_an_unexpected_error_keeps_the_connection_for_the_next_request(tmp_path)
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("body", [b"\x14n#\x1fg\xff", b"\xda\x8c\xef"])
+def test_a_body_that_is_not_utf8_is_422_not_400(intake, body):
+    r = intake.post("/v1/projects", content=body, headers={**intake.officer, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
