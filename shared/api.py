@@ -9,7 +9,7 @@ anything is saved.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, field_validator
@@ -61,7 +61,7 @@ def _rfc3339_only(value: Any) -> Any:
 
 
 def _in_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 Moment = Annotated[

@@ -154,4 +154,4 @@ def internal_error() -> JSONResponse:
                    title="Internal error")
 
 
-__all__ = ["HTTPException", "PROBLEM_JSON", "Problem", "Replayed", "answers", "install", "internal_error", "problem"]
+__all__ = ["PROBLEM_JSON", "HTTPException", "Problem", "Replayed", "answers", "install", "internal_error", "problem"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,12 +77,12 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.astimezone(timezone.utc) if value is not None and value.tzinfo else value
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def cursor_of(at: datetime, row_id: str) -> str:
@@ -98,7 +98,7 @@ def after_cursor(query: Select[Any], cursor: str | None, at_column: Any, id_colu
         at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         after = datetime.fromisoformat(at)
         if after.tzinfo is not None:
-            after = after.astimezone(timezone.utc)
+            after = after.astimezone(UTC)
         if CONTROL_OR_LINE.search(last_id):
             raise ValueError("a control character")
     except (ValueError, OverflowError):
