@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from opentelemetry import propagate
@@ -262,6 +262,10 @@ def idempotency_scope(who: Principal, method: str, route: str, key: str) -> str:
     return hashlib.sha256(json.dumps([who.issuer, who.sub, method, route, key]).encode()).hexdigest()
 
 
+IDEMPOTENCY_KEY = ("the same key again, from the same caller on the same route, replays the first answer "
+                   "and writes nothing (another body with it: 422)")
+
+
 def replay_if_answered(route: str) -> Callable[..., Any]:
     """The dependency that answers a request already answered again from the store (`Replayed`).
 
@@ -270,12 +274,11 @@ def replay_if_answered(route: str) -> Callable[..., Any]:
     with another body is 422.
     """
 
-    async def replay(request: Request, who: Annotated[Principal, Depends(principal)]) -> None:
-        key = request.headers.get("idempotency-key")
+    async def replay(request: Request, who: Annotated[Principal, Depends(principal)],
+                     key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                                       description=IDEMPOTENCY_KEY)] = None) -> None:
         if key is None or request.method != "POST":
             return
-        if not 1 <= len(key) <= 200:
-            raise problems.HTTPException(422, "Idempotency-Key must be 1 to 200 characters")
         body = await request.body()
         fingerprint = hashlib.sha256(
             request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
@@ -328,7 +331,9 @@ class CommandRoute(APIRoute):
     and stores the answer of a new one for its replays."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not getattr(endpoint, "replays_last", False):  # a route made again from a route's endpoint
+        # Only a POST is replayed (a DELETE is idempotent by itself); a route made again from
+        # a route's endpoint already replays.
+        if "POST" in (kwargs.get("methods") or ()) and not getattr(endpoint, "replays_last", False):
             endpoint = _with_replay_last(endpoint, path)
         super().__init__(path, endpoint, **kwargs)
 
