@@ -7,11 +7,17 @@ background connects to Kafka; the store and read models are SQLite files in tmp_
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+from typing import Annotated
 
 import pytest
+from fastapi import Depends
 from fastapi.testclient import TestClient
 
+from shared.auth import Principal, Role, requires
+from shared.domain import NotFound
+from shared.http import command_router
 from shared.settings import Settings
 from tests.conftest import bearer
 
@@ -78,8 +84,52 @@ def test_the_replay_is_the_last_dependency_of_every_command_route():
         assert calls[0] == "command_context", (route.path, calls)
 
 
+async def own_dossier(who: Annotated[Principal, Depends(requires(Role.partner))]) -> None:
+    """A partner-scope check as a dependency: another partner's dossier is 404."""
+    if who.partner_scope != "operator-1":
+        raise NotFound("dossier", "d-1")
+
+
+scoped_router = command_router(prefix="/v1")
+reports_written: list[str] = []
+
+
+@scoped_router.post("/dossiers/d-1/report", status_code=201)
+def report(_: Annotated[None, Depends(own_dossier)]) -> dict[str, str]:
+    reports_written.append("d-1")
+    return {"report": "written"}
+
+
+def test_a_partner_scope_dependency_runs_before_the_replay(tmp_path):
+    """A route's own dependencies (here a partner-scope check, 404 to a stranger) all run before the
+    stored answer is looked up: a stranger holding the key and the subject gets no replay."""
+    from services.intake.main import build
+    from shared.http import create_api, idempotency_scope
+
+    settings = settings_for("intake", tmp_path)
+    app = create_api(build(settings), [scoped_router], title="t", description="d")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        state = client.app.state.runtime.app
+        mine = bearer(settings, "partner", sub="p-1", partner_id="operator-1")
+        stranger = bearer(settings, "partner", sub="p-1", partner_id="operator-2")
+        # The answer stored for operator-1's key, as a command's save records it (with the subject
+        # both tokens share: the partner id is no part of the key).
+        who = Principal(sub="p-1", roles=frozenset({"partner"}), partner_id="operator-1",
+                        issuer=settings.jwt_issuer)
+        scoped = idempotency_scope(who, "POST", "/v1/dossiers/d-1/report", "k-1")
+        fingerprint = hashlib.sha256(b"POST /v1/dossiers/d-1/report\n").hexdigest()
+        recorder, p = state.recorder, state.recorder.ph
+        recorder._run(f"INSERT INTO {recorder.idempotency_table} (key, fingerprint, response) VALUES ({p}, {p}, {p})",
+                      (scoped, fingerprint, json.dumps({"status": 201, "body": {"report": "written"}})))
+        r = client.post("/v1/dossiers/d-1/report", headers={**stranger, "Idempotency-Key": "k-1"})
+        assert r.status_code == 404, r.text
+        assert "idempotent-replayed" not in r.headers
+        r = client.post("/v1/dossiers/d-1/report", headers={**mine, "Idempotency-Key": "k-1"})
+        assert r.status_code == 201 and r.headers["idempotent-replayed"] == "true"
+        assert not reports_written
+
+
 def test_idempotency_keys_are_scoped_so_that_no_two_callers_meet():
-    from shared.auth import Principal
     from shared.http import idempotency_scope
 
     a = Principal(sub="a:b", roles=frozenset(), issuer="idp")
