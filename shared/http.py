@@ -239,6 +239,8 @@ async def command_context(request: Request, who: Annotated[Principal, Depends(pr
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 200:  # refused by the replay; a DELETE ignores it
+        key = None
     context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id(request)}",
                              traceparent=carrier.get("traceparent"))
     _context.set(context)  # the sync endpoint runs in a thread with a copy of this context
@@ -551,11 +553,13 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
     for route in api.router.routes:
         declare_problems(route)
     with_problem_schema(api)
-    api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                       allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
+    # The last added is the outermost: CORS, then the answer to the unexpected (errors of the
+    # middlewares inside it too), then what refuses hostile input before the app reads it.
     api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     api.add_middleware(PlainRequestLine)
-    api.add_middleware(AnswerUnexpected)  # outermost of ours: errors of the middlewares above too
+    api.add_middleware(AnswerUnexpected)
+    api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                       allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
     FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"],
                                        server_request_hook=without_query_in_span)
     return api

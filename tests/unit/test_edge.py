@@ -466,3 +466,14 @@ def test_a_body_that_is_not_utf8_is_422_not_400(intake, body):
     r = intake.post("/v1/projects", content=body, headers={**intake.officer, "Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_refusal_at_the_edge_carries_the_cors_headers(tmp_path):
+    settings = Settings(service="intake", data_dir=tmp_path, keys_dir=tmp_path / "keys", role="api",
+                        kafka_bootstrap_servers="127.0.0.1:1", cors_origins=["https://app.example"])
+    from services.intake.main import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        r = client.get("/v1/projects?status=%00", headers={"Origin": "https://app.example"})
+        assert r.status_code == 422
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
