@@ -32,10 +32,35 @@ def control_character_in(value: Any) -> bool:
     return False  # numbers, dates, and nested models (which check their own fields)
 
 
+# The same, as JSON Schema patterns for the OpenAPI (ECMA-262 and Python both read \\u escapes).
+PLAIN_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+PLAIN_LINE = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+
+
+def with_pattern(schema: dict[str, Any], pattern: str) -> None:
+    """Adds `pattern` to the free strings of a JSON schema (those without a pattern, format or
+    closed list of their own), nested in lists, maps and unions too: the contract says what the
+    edge refuses."""
+    if schema.get("type") == "string" and not {"pattern", "format", "enum", "const"} & schema.keys():
+        schema["pattern"] = pattern
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for part in schema.get(key, []):
+            with_pattern(part, pattern)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            with_pattern(schema[key], pattern)
+    for part in schema.get("properties", {}).values():
+        with_pattern(part, pattern)
+
+
+def _plain_text_schema(schema: dict[str, Any], model: type) -> None:
+    with_pattern(schema, PLAIN_TEXT)
+
+
 class Strict(BaseModel):
     """The base of every request body: no unknown field, no control character in any string."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_plain_text_schema)
 
     @field_validator("*", mode="after")
     @classmethod

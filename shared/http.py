@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
-from shared.api import CONTROL_OR_LINE
+from shared.api import CONTROL_OR_LINE, PLAIN_LINE, with_pattern
 from shared.auth import Principal, Role, TokenVerifier, principal, requires
 from shared.consumer import Consumer
 from shared.projections import Projector
@@ -428,7 +428,8 @@ def declare_problems(route: Any) -> None:
 
 
 def with_problem_schema(api: FastAPI) -> None:
-    """Adds the `Problem` schema the declared answers refer to to the app's OpenAPI document."""
+    """Adds to the app's OpenAPI document the `Problem` schema the declared answers refer to, and
+    to its free string parameters the pattern that says no control character."""
     generate = api.openapi
 
     def openapi() -> dict[str, Any]:
@@ -438,6 +439,11 @@ def with_problem_schema(api: FastAPI) -> None:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(schema.pop("$defs", {}))
             schemas["Problem"] = schema
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") in ("path", "query"):  # as `PlainRequestLine` refuses
+                            with_pattern(parameter.get("schema", {}), PLAIN_LINE)
             api.openapi_schema = document
         return api.openapi_schema
 

@@ -477,3 +477,15 @@ def test_a_refusal_at_the_edge_carries_the_cors_headers(tmp_path):
         r = client.get("/v1/projects?status=%00", headers={"Origin": "https://app.example"})
         assert r.status_code == 422
         assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_the_contract_says_no_control_character_in_free_strings(intake):
+    import re
+
+    document = intake.get("/openapi.json").json()
+    title = document["components"]["schemas"]["SubmitProject"]["properties"]["title"]
+    assert re.fullmatch(title["pattern"], "Boutique\tde quartier") and not re.fullmatch(title["pattern"], "a\x00")
+    phone = document["components"]["schemas"]["Promoter"]["properties"]["phone"]
+    assert phone["pattern"] == r"^\+?[0-9 ().-]{3,30}$"  # a field's own pattern stays
+    status = next(p for p in document["paths"]["/v1/projects"]["get"]["parameters"] if p["name"] == "status")
+    assert not re.fullmatch(status["schema"]["anyOf"][0]["pattern"], "a\tb")
