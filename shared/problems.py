@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.domain import InvalidValue, NotFound, RuleViolated
 
@@ -107,7 +108,10 @@ def install(api: FastAPI) -> None:
             # FastAPI's answer to a body it cannot decode (not UTF-8): bad input like any other.
             return problem(422, "the body is not JSON in UTF-8",
                            errors=[{"loc": ["body"], "msg": "not JSON in UTF-8", "type": "json_invalid"}])
-        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Allow lists every method of the path, not only the first route's
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @api.exception_handler(RuleViolated)
     async def rule_violated(request: Request, exc: RuleViolated) -> JSONResponse:
@@ -147,6 +151,15 @@ def install(api: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return internal_error()
+
+
+def allowed_methods(request: Request) -> list[str]:
+    methods = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.append(method)
+    return methods
 
 
 def internal_error() -> JSONResponse:

@@ -489,3 +489,9 @@ def test_the_contract_says_no_control_character_in_free_strings(intake):
     assert phone["pattern"] == r"^\+?[0-9 ().-]{3,30}$"  # a field's own pattern stays
     status = next(p for p in document["paths"]["/v1/projects"]["get"]["parameters"] if p["name"] == "status")
     assert not re.fullmatch(status["schema"]["anyOf"][0]["pattern"], "a\tb")
+
+
+def test_a_method_not_allowed_lists_every_method_of_the_path(intake):
+    r = intake.request("PUT", "/v1/projects", headers=intake.officer)
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    assert r.headers["allow"] == "GET, POST"
