@@ -75,6 +75,8 @@ class Strict(BaseModel):
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 # Years whose times can be moved to UTC and compared or shifted by a year without overflowing.
 FIRST_YEAR, LAST_YEAR = 1970, 9998
+# The same years, as the OpenAPI pattern of a date-time parameter.
+MOMENT_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
 
 
 def _rfc3339_only(value: Any) -> Any:

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
-from shared.api import CONTROL_OR_LINE, PLAIN_LINE, with_pattern
+from shared.api import CONTROL_OR_LINE, MOMENT_PATTERN, PLAIN_LINE, with_pattern
 from shared.auth import Principal, Role, TokenVerifier, principal, requires
 from shared.consumer import Consumer
 from shared.projections import Projector
@@ -444,6 +444,9 @@ def with_problem_schema(api: FastAPI) -> None:
                     for parameter in operation.get("parameters", []):
                         if parameter.get("in") in ("path", "query"):  # as `PlainRequestLine` refuses
                             with_pattern(parameter.get("schema", {}), PLAIN_LINE)
+                            for schema in [parameter.get("schema", {}), *parameter.get("schema", {}).get("anyOf", [])]:
+                                if schema.get("format") == "date-time":  # a `Moment`: its years
+                                    schema["pattern"] = MOMENT_PATTERN
             api.openapi_schema = document
         return api.openapi_schema
 

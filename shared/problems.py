@@ -119,7 +119,9 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(InvalidValue)
     async def invalid_value(request: Request, exc: InvalidValue) -> JSONResponse:
-        return problem(422, exc.detail, errors=[{"loc": ["body", exc.field], "msg": exc.detail, "type": "value_error"}])
+        where = ("path" if exc.field in request.path_params else "query" if exc.field in request.query_params
+                 else "body")
+        return problem(422, exc.detail, errors=[{"loc": [where, exc.field], "msg": exc.detail, "type": "value_error"}])
 
     @api.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

@@ -495,3 +495,21 @@ def test_a_method_not_allowed_lists_every_method_of_the_path(intake):
     r = intake.request("PUT", "/v1/projects", headers=intake.officer)
     assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
     assert r.headers["allow"] == "GET, POST"
+
+
+def test_the_contract_gives_the_years_of_a_date_time_parameter(tmp_path):
+    import re
+
+    from shared.api import FIRST_YEAR, LAST_YEAR
+
+    document = TestClient(app_of("funding", tmp_path)).get("/openapi.json").json()
+    as_of = next(p for p in document["paths"]["/v1/decisions"]["get"]["parameters"] if p["name"] == "as_of")
+    schema = as_of["schema"]["anyOf"][0]
+    assert schema["format"] == "date-time"
+    years = [year for year in range(1, 10000) if re.search(schema["pattern"], f"{year:04d}-01-01T00:00:00Z")]
+    assert years == list(range(FIRST_YEAR, LAST_YEAR + 1))
+
+
+def test_an_invalid_query_value_is_located_in_the_query(intake):
+    r = intake.get("/v1/projects", params={"cursor": "garbage"}, headers=intake.officer)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "cursor"]
