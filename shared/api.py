@@ -32,7 +32,7 @@ def control_character_in(value: Any) -> bool:
     return False  # numbers, dates, and nested models (which check their own fields)
 
 
-# The same, as JSON Schema patterns for the OpenAPI (ECMA-262 and Python both read \\u escapes).
+# The same, as JSON Schema patterns for the OpenAPI (ECMA-262 and Python both read \u escapes).
 PLAIN_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 PLAIN_LINE = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
