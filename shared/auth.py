@@ -41,6 +41,7 @@ class Principal:
     sub: str
     roles: frozenset[str]
     partner_id: str | None = None
+    issuer: str | None = None  # the token's `iss`: a subject is unique only within its issuer
 
     @property
     def actor(self) -> str:
@@ -145,7 +146,8 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise jwt.InvalidTokenError("roles must be a list of strings")
-        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), partner_id=claims.get("partner_id"))
+        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), partner_id=claims.get("partner_id"),
+                         issuer=str(claims["iss"]))
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import logging
+import re
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from opentelemetry import propagate
@@ -27,12 +31,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import problems
+from shared.api import CONTROL_OR_LINE, MOMENT_PATTERN, PLAIN_LINE, with_pattern
 from shared.auth import Principal, Role, TokenVerifier, principal, requires
 from shared.consumer import Consumer
 from shared.projections import Projector
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import CommandContext, ServiceApplication, _context, _idempotency, _Idempotency
+from shared.telemetry import without_query_in_span
 
 log = logging.getLogger(__name__)
 
@@ -137,19 +143,31 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
             return
         seen = 0
+        too_large = answered = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise _TooLarge
             return message
 
+        async def unless_too_large(message: Message) -> None:
+            # The app may catch the error of a body it could not read whole (FastAPI answers
+            # 400 "error parsing the body"): that answer is dropped, the 413 below is sent.
+            nonlocal answered
+            if not too_large:
+                answered = True
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, unless_too_large)
         except _TooLarge:
+            pass
+        if too_large and not answered:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -161,29 +179,113 @@ class _TooLarge(Exception):
     pass
 
 
+class AnswerUnexpected:
+    """An unexpected error is answered here, 500 problem+json, and goes no further.
+
+    Starlette's outermost middleware answers it too, but raises it again for the server to
+    log, and uvicorn then closes the connection: the client's next request on that kept-alive
+    connection was reset.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # half an answer is out: only closing the connection can tell the client
+                raise
+            await problems.internal_error()(scope, receive, send)
+
+
+class PlainRequestLine:
+    """Refuse, 422, a path or query string holding a control character (`%00` and the like),
+    or bytes that are not UTF-8, before any route reads it (a NUL reaching PostgreSQL is an error)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw_path = scope.get("raw_path")
+            path = raw_path.decode("latin-1") if raw_path else scope.get("path", "")
+            for part, text in (("path", path), ("query", scope.get("query_string", b"").decode("latin-1"))):
+                if CONTROL_OR_LINE.search(urllib.parse.unquote_plus(text, errors="surrogateescape")):
+                    response = problems.problem(
+                        422, f"the {part} must not hold control characters (NUL and the like) "
+                             "and must be UTF-8", errors=[{"loc": [part], "msg": "control character",
+                                                            "type": "value_error"}])
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 # --- commands: who acts, and Idempotency-Key -----------------------------------
 
 async def command_context(request: Request, who: Annotated[Principal, Depends(principal)]) -> CommandContext:
-    """Sets who is acting (and the trace) for the events the request will save.
-
-    With an `Idempotency-Key`, a request already answered is answered again from
-    the store and writes nothing (`Replayed`); the same key with another body is 422.
-    """
+    """Sets who is acting (and the trace) for the events the request will save."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     key = request.headers.get("idempotency-key")
-    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id}",
+    if key is not None and not 1 <= len(key) <= 200:  # refused by the replay; a DELETE ignores it
+        key = None
+    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id(request)}",
                              traceparent=carrier.get("traceparent"))
     _context.set(context)  # the sync endpoint runs in a thread with a copy of this context
-    if key is not None and request.method == "POST":
-        if not 1 <= len(key) <= 200:
-            raise problems.HTTPException(422, "Idempotency-Key must be 1 to 200 characters")
+    return context
+
+
+def request_id(request: Request) -> str:
+    """The caller's `X-Request-Id` when it is 1 to 200 visible ASCII characters, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    return given if REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+
+
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def idempotency_scope(who: Principal, method: str, route: str, key: str) -> str:
+    """The stored key: one caller's key on one route, so that no two callers' keys can meet.
+
+    A hash of a JSON array, so that no character of a subject (a `:`) can make two scopes equal.
+    """
+    return hashlib.sha256(json.dumps([who.issuer, who.sub, method, route, key]).encode()).hexdigest()
+
+
+IDEMPOTENCY_KEY = ("the same key again, from the same caller on the same route, replays the first answer "
+                   "and writes nothing (another body with it: 422)")
+
+
+def replay_if_answered(route: str) -> Callable[..., Any]:
+    """The dependency that answers a request already answered again from the store (`Replayed`).
+
+    `CommandRoute` makes it the last dependency of its route, so that a stored answer is sent
+    again only to a caller who passed the route's role and partner-scope checks. The same key
+    with another body is 422.
+    """
+
+    async def replay(request: Request, who: Annotated[Principal, Depends(principal)],
+                     key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                                       description=IDEMPOTENCY_KEY)] = None) -> None:
+        if key is None or request.method != "POST":
+            return
         body = await request.body()
         fingerprint = hashlib.sha256(
             request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
         ).hexdigest()
-        scoped = f"{who.sub}:{key}"
+        scoped = idempotency_scope(who, request.method, route, key)
         app: ServiceApplication = request.app.state.runtime.app
         found = await run_in_threadpool(app.find_idempotency, scoped)
         if found is not None:
@@ -197,11 +299,45 @@ async def command_context(request: Request, who: Annotated[Principal, Depends(pr
         state = _Idempotency(scoped, fingerprint)
         _idempotency.set(state)
         request.state.idempotency = state
-    return context
+
+    return replay
+
+
+def _with_replay_last(endpoint: Callable[..., Any], route: str) -> Callable[..., Any]:
+    """`endpoint` with one more parameter, last: the `replay_if_answered` dependency.
+
+    FastAPI solves an endpoint's dependencies in the order of its parameters, after the
+    router's own dependencies (`command_context`): the replay comes after the role check
+    (`requires(...)`) and any partner-scope dependency the endpoint declares.
+    """
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)  # the annotations, resolved in its module
+    except NameError:
+        signature = inspect.signature(endpoint)
+    replay = inspect.Parameter("_replayed", inspect.Parameter.KEYWORD_ONLY,
+                               annotation=Annotated[None, Depends(replay_if_answered(route))])
+    if inspect.iscoroutinefunction(endpoint):
+        async def wrapper(*args: Any, _replayed: None = None, **kwargs: Any) -> Any:
+            return await endpoint(*args, **kwargs)
+    else:
+        def wrapper(*args: Any, _replayed: None = None, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return endpoint(*args, **kwargs)
+    functools.update_wrapper(wrapper, endpoint)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), replay])  # type: ignore[attr-defined]
+    wrapper.replays_last = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class CommandRoute(APIRoute):
-    """Stores the answer of a command sent with an Idempotency-Key, for its replays."""
+    """Replays a command already answered for its Idempotency-Key, after the route's own checks,
+    and stores the answer of a new one for its replays."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # Only a POST is replayed (a DELETE is idempotent by itself); a route made again from
+        # a route's endpoint already replays.
+        if "POST" in (kwargs.get("methods") or ()) and not getattr(endpoint, "replays_last", False):
+            endpoint = _with_replay_last(endpoint, path)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
@@ -261,6 +397,62 @@ def operations_router() -> APIRouter:
     return router
 
 
+# --- the contract: every route's error answers -----------------------------------
+
+def declare_problems(route: Any) -> None:
+    """Declares in the OpenAPI the problem+json answers a route can give, from what it depends on.
+
+    Every route: 422 (a control character in its path or query is refused before it is reached)
+    and 500. With a principal: 401, 403 and 503 (the identity provider out of reach, or the
+    store). With a path parameter or a required query parameter naming a thing, and every
+    command: 404. Commands: 409 (a rule broken, a concurrent change), 413 and 503 (the store).
+    With a body: 413. A route's own `responses` win.
+    """
+    if not isinstance(route, APIRoute):
+        return
+    statuses = {422, 500}
+    calls, stack = set(), list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        calls.add(dependant.call)
+        stack += dependant.dependencies
+    if principal in calls:
+        statuses |= {401, 403, 503}
+    if route.dependant.path_params or any(q.field_info.is_required() for q in route.dependant.query_params):
+        statuses.add(404)
+    if isinstance(route, CommandRoute):
+        statuses |= {404, 409, 413, 503}
+    if route.body_field is not None or route.methods & {"POST", "PUT", "PATCH"}:
+        statuses.add(413)
+    route.responses = {**problems.answers(*sorted(statuses)), **route.responses}
+
+
+def with_problem_schema(api: FastAPI) -> None:
+    """Adds to the app's OpenAPI document the `Problem` schema the declared answers refer to, and
+    to its free string parameters the pattern that says no control character."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = generate()
+            schema = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(schema.pop("$defs", {}))
+            schemas["Problem"] = schema
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") in ("path", "query"):  # as `PlainRequestLine` refuses
+                            with_pattern(parameter.get("schema", {}), PLAIN_LINE)
+                            for schema in [parameter.get("schema", {}), *parameter.get("schema", {}).get("anyOf", [])]:
+                                if schema.get("format") == "date-time":  # a `Moment`: its years
+                                    schema["pattern"] = MOMENT_PATTERN
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
 # --- the app -------------------------------------------------------------------
 
 def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, description: str) -> FastAPI:
@@ -275,15 +467,15 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
             await runtime.close()
 
     api = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
-                  responses={422: {"description": "Invalid request (application/problem+json)"}},
                   telemetry={"operation_spans": False, "metrics": False, "logs": False})
     api.state.runtime = runtime
     api.state.verifier = TokenVerifier(settings)
     problems.install(api)
-    for router in routers:
+    included = [*routers, *([operations_router()] if runtime.app is not None else [])]
+    for router in included:  # parked records and projections live in the service's store
+        for route in router.routes:
+            declare_problems(route)  # before the router is included: including copies its routes
         api.include_router(router)
-    if runtime.app is not None:  # parked records and projections live in the service's store
-        api.include_router(operations_router())
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -299,7 +491,8 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
             anyone verifying the log needs it). `verifier_key` is the form Go's sumdb/note reads."""
             return {"service": settings.service, "checkpoint_origin": signer.name, "keys": [signer.describe()]}
 
-    @api.get("/readyz", tags=["operations"])
+    @api.get("/readyz", tags=["operations"],
+             responses={503: {"description": "not ready: the same checks, `ready` false"}})
     async def readyz() -> Response:
         """Ready: the store answers, Kafka is connected, the consumers' and other background jobs'
         lag is under the bound."""
@@ -366,10 +559,18 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter], *, title: str, de
                [(f'{{{service},route="{route}",status="{status}"}}', n) for (route, status), n in sorted(runtime.commands.items())])
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
+    for route in api.router.routes:
+        declare_problems(route)
+    with_problem_schema(api)
+    # The last added is the outermost: CORS, then the answer to the unexpected (errors of the
+    # middlewares inside it too), then what refuses hostile input before the app reads it.
+    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    api.add_middleware(PlainRequestLine)
+    api.add_middleware(AnswerUnexpected)
     api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
-    api.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"],
+                                       server_request_hook=without_query_in_span)
     return api
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,8 +22,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from alembic.config import Config
 from sqlalchemy import text, BigInteger, Column, Connection, Engine, MetaData, String, Table, create_engine, event, select, update
 
-from sqlalchemy import Select
+from sqlalchemy import DateTime, Select, TypeDecorator
 
+from shared.api import CONTROL_OR_LINE
 from shared.domain import InvalidValue
 from shared.settings import Settings
 from shared.store import ServiceApplication
@@ -65,6 +66,25 @@ def migrate(engine: Engine, migrations: Path) -> None:
         command.upgrade(config, "head")
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in a read model: stored in UTC, read back in UTC with its zone.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite keeps none and gives naive times back,
+    which would leave a response without its zone. The schema is `DateTime(timezone=True)`.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def cursor_of(at: datetime, row_id: str) -> str:
     """The `next_cursor` of a page ordered by (at, id): the last row's place, opaque to clients."""
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
@@ -77,7 +97,11 @@ def after_cursor(query: Select[Any], cursor: str | None, at_column: Any, id_colu
     try:
         at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         after = datetime.fromisoformat(at)
-    except ValueError:
+        if after.tzinfo is not None:
+            after = after.astimezone(UTC)
+        if CONTROL_OR_LINE.search(last_id):
+            raise ValueError("a control character")
+    except (ValueError, OverflowError):
         raise InvalidValue("cursor", "not a cursor this API gave") from None
     return query.where((at_column > after) | ((at_column == after) & (id_column > last_id)))
 

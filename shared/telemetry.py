@@ -86,6 +86,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class WithoutQueryStrings(logging.Filter):
+    """Cuts the query string off the request lines that uvicorn's access log and httpx write.
+
+    A query string may hold personal data (a name searched, a reason given), and none of
+    ours needs to be in a log: the path is logged, what follows `?` is not.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(arg) for arg in record.args)
+        return True
+
+
+def _without_query(value: Any) -> Any:
+    text = value if isinstance(value, str) else str(value) if type(value).__name__ == "URL" else None
+    if text is not None and "?" in text and "/" in text:
+        return text.split("?", 1)[0]
+    return value
+
+
+QUERY_LOGGERS = ("uvicorn.access", "httpx")
+
+
+def hide_query_strings() -> None:
+    for name in QUERY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, WithoutQueryStrings) for f in logger.filters):
+            logger.addFilter(WithoutQueryStrings())
+
+
+def without_query_in_span(span: Any, scope: dict[str, Any]) -> None:
+    """The HTTP server span keeps the path, not the query string (the same reason as above)."""
+    if span is None or not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in ("http.url", "url.full"):
+        value = attributes.get(name)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(name, value.split("?", 1)[0])
+    if attributes.get("url.query"):
+        span.set_attribute("url.query", "")
+
+
 def setup(service: str, exporter: str = "none", log_level: str = "INFO", trace_sql: bool = False) -> None:
     """Once per process: the tracer provider and JSON logs.
 
@@ -120,6 +163,7 @@ def setup(service: str, exporter: str = "none", log_level: str = "INFO", trace_s
     root.setLevel(log_level)
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel("WARNING")
+    hide_query_strings()
 
 
 def traced(name: str | None = None) -> Callable[[F], F]:

@@ -9,6 +9,7 @@ import httpx
 from fastapi import APIRouter, Depends, Query, Request
 
 from services.audit.application import AuditApplication
+from shared.api import MOMENT, Moment
 from shared.auth import Principal, Role, requires
 from shared.settings import service_url
 
@@ -48,7 +49,7 @@ def consistency(app: App, _: Auditor, service: str, from_: Annotated[int, Query(
 
 @queries.get("/ledger")
 async def ledger(request: Request, app: App, _: Auditor,
-                 as_of: Annotated[datetime | None, Query(description="the ledger as it stood then (with a zone)")] = None,
+                 as_of: Annotated[Moment | None, Query(description=f"the ledger as it stood then: {MOMENT}")] = None,
                  compare: Annotated[bool, Query(description="compare with funding's own ledger")] = True
                  ) -> dict[str, Any]:
     """The ledger of public-funds decisions and the envelopes' totals, rebuilt from `funding.events`

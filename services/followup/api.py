@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import select
 
 from services.followup.application import FollowupApplication
 from services.followup.domain import MAX_JOBS, BusinessStatus, FollowUp, Outcome, RevenueBand, Stage, VisitReport
 from services.followup.projections import followups
+from shared.api import MOMENT, Moment, Strict
 from shared.auth import Principal, Role, requires
 from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN
@@ -24,10 +25,6 @@ Text = Annotated[str, Field(max_length=5000)]
 FIELD = (Role.followup_officer, Role.partner)
 READERS = (Role.followup_officer, Role.intake_officer, Role.funding_officer, Role.funding_approver, Role.auditor,
            Role.partner)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Launch(Strict):
@@ -272,7 +269,7 @@ def record_survey(project_id: UUID, body: Survey, app: App, who: FieldWorker) ->
 @queries.get("/indicators")
 def get_indicators(app: App, who: Reader, country: Annotated[str | None, Query(pattern=COUNTRY_PATTERN)] = None,
                    year: Annotated[int | None, Query(ge=2000, le=2100)] = None, partner_id: UUID | None = None,
-                   as_of: AwareDatetime | None = None) -> dict[str, Any]:
+                   as_of: Annotated[Moment | None, Query(description=MOMENT)] = None) -> dict[str, Any]:
     """The programme's outcome indicators for the dossiers followed (cohort `year`: the year the follow-up
     opened), as they stood at `as_of` (RFC 3339 with its offset; default now). A partner gets its own."""
     partner = who.partner_scope or (str(partner_id) if partner_id else None)

@@ -16,11 +16,11 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
-    Column, Connection, Date, DateTime, Index, Integer, String, Table, Text, delete, update,
+    Column, Connection, Date, Index, Integer, String, Table, Text, delete, update,
 )
 
 from shared.envelope import plain
-from shared.projections import Projection, views_metadata
+from shared.projections import Projection, UtcDateTime, views_metadata
 from shared.store import META
 
 metadata = views_metadata()
@@ -40,7 +40,7 @@ followups = Table(
     Column("conflicts", Integer, nullable=False),
     Column("outcome", String(30), nullable=True),
     Column("jobs_created", Integer, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Column("version", Integer, nullable=False),
     Index("ix_followups_v1_country_year", "country", "opened_year"),
     Index("ix_followups_v1_local_operator", "local_operator_id"),
@@ -64,7 +64,7 @@ facts = Table(
     Column("project_id", String(36), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("kind", String(40), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("data", Text, nullable=False),  # the event's fields, JSON
     Index("ix_followup_facts_v1_at", "at"),
 )

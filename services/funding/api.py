@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 from sqlalchemy import func, select
 
 from services.funding.application import FundingApplication
@@ -33,8 +33,9 @@ from services.funding.domain import (
     RuleVersion,
 )
 from services.funding.projections import decisions, envelopes
+from shared.api import MOMENT, Moment, Strict
 from shared.auth import Principal, Role, requires
-from shared.domain import InvalidValue, NotFound
+from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
 from shared.projections import after_cursor, cursor_of
@@ -48,10 +49,6 @@ Admin = Annotated[Principal, Depends(requires(Role.admin))]
 Officer = Annotated[Principal, Depends(requires(Role.funding_officer))]
 Approver = Annotated[Principal, Depends(requires(Role.funding_approver))]
 Reader = Annotated[Principal, Depends(requires(*READERS))]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 # --- request bodies ------------------------------------------------------------------------------
@@ -424,15 +421,12 @@ def list_decisions(request: Request, _: Reader, project_id: UUID | None = None, 
                    kind: Annotated[str | None, Query(max_length=40)] = None,
                    decided_by: Annotated[str | None, Query(max_length=200)] = None,
                    rule_version: Annotated[str | None, Query(max_length=40)] = None,
-                   as_of: Annotated[datetime | None, Query(description="the ledger as it stood then")] = None,
+                   as_of: Annotated[Moment | None, Query(description=f"the ledger as it stood then: {MOMENT}")] = None,
                    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> DecisionPage:
     """Every decision on public money, oldest first: who, when, under which rules, why, how much, from where."""
     c = decisions.c
     query = select(decisions).order_by(c.decided_at, c.id).limit(limit + 1)
-    if as_of is not None:
-        if as_of.tzinfo is None:
-            raise InvalidValue("as_of", "give a time zone (e.g. 2026-03-01T12:00:00Z)")
-        as_of = as_of.astimezone(timezone.utc)  # SQLite keeps UTC times without their zone
+    if as_of is not None:  # in UTC, as the decisions' times are stored
         query = query.where(c.decided_at <= as_of)
     for column, value in ((c.project_id, project_id), (c.envelope_id, envelope_id), (c.kind, kind),
                           (c.decided_by, decided_by), (c.rule_version, rule_version)):

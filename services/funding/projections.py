@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, Integer, String, Table, Text, update
+from sqlalchemy import BigInteger, Column, Connection, Index, Integer, String, Table, Text, update
 
 from shared import ledger
-from shared.projections import Projection, views_metadata
+from shared.projections import Projection, UtcDateTime, views_metadata
 from shared.store import event_metadata
 
 metadata = views_metadata()
@@ -25,7 +25,7 @@ decisions = Table(
     Column("envelope_id", String(36), nullable=True),
     Column("amount_cents", BigInteger, nullable=True),
     Column("decided_by", String(200), nullable=False),  # the actor: user:<id> | service:<name>
-    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", UtcDateTime(), nullable=False),
     Column("rule_version", String(40), nullable=True),
     Column("justification", Text, nullable=True),
     Column("details", Text, nullable=False),  # JSON: the event's other fields
@@ -44,7 +44,7 @@ envelopes = Table(
     Column("allocated_cents", BigInteger, nullable=False),
     Column("reserved_cents", BigInteger, nullable=False),
     Column("disbursed_cents", BigInteger, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Column("version", Integer, nullable=False),
     Index("ix_envelopes_v1_year", "year", "scope"),
 )

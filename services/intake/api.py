@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+from pydantic import BaseModel, EmailStr, Field, StrictInt, field_validator
 from sqlalchemy import or_, select
 
 from services.intake.application import IntakeApplication
@@ -20,6 +20,7 @@ from services.intake.domain import (
     Project,
 )
 from services.intake.projections import dossiers
+from shared.api import Strict
 from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
@@ -30,10 +31,6 @@ FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
 Cents = Annotated[StrictInt, Field(ge=0, le=10**11)]
 READERS = (Role.intake_officer, Role.funding_officer, Role.funding_approver, Role.followup_officer,
            Role.auditor, Role.partner)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Promoter(Strict):

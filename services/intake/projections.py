@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Index, Integer, String, Table, bindparam, update
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Index, Integer, String, Table, bindparam, update
 
-from shared.projections import Projection, views_metadata
+from shared.projections import Projection, UtcDateTime, views_metadata
 
 metadata = views_metadata()
 
@@ -24,8 +24,8 @@ dossiers = Table(
     Column("eligible", Boolean, nullable=True),
     Column("support_structure_id", String(36), nullable=True),
     Column("local_operator_id", String(36), nullable=True),
-    Column("submitted_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("submitted_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Column("version", Integer, nullable=False),
     # What funding decided (migration 0002): awarded | rejected, and the amount financed.
     Column("feasibility_grant", String(10), nullable=True),

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import or_, select
 
 from services.partners.application import PartnersApplication, candidate
@@ -21,6 +21,7 @@ from services.partners.domain import (
     PartnerKind,
 )
 from services.partners.projections import as_list, assignments, partners
+from shared.api import Strict
 from shared.auth import Principal, Role, requires
 from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
@@ -33,10 +34,6 @@ Sector = Annotated[str, Field(min_length=1, max_length=MAX_SECTOR)]
 Capacity = Annotated[StrictInt, Field(ge=1, le=MAX_CAPACITY, description="dossiers followed at once")]
 READERS = (Role.intake_officer, Role.funding_officer, Role.funding_approver, Role.followup_officer,
            Role.auditor, Role.partner)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class CoverageBody(Strict):

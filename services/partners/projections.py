@@ -10,9 +10,9 @@ import json
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Connection, Date, DateTime, Index, Integer, String, Table, Text, update
+from sqlalchemy import Boolean, Column, Connection, Date, Index, Integer, String, Table, Text, update
 
-from shared.projections import Projection, views_metadata
+from shared.projections import Projection, UtcDateTime, views_metadata
 
 metadata = views_metadata()
 
@@ -32,8 +32,8 @@ partners = Table(
     Column("accredited_from", Date, nullable=True),
     Column("accredited_until", Date, nullable=True),
     Column("feed_enabled", Boolean, nullable=False),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("registered_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Column("version", Integer, nullable=False),
     Index("ix_partners_v1_kind", "kind"),
     Index("ix_partners_v1_region", "region"),
@@ -54,8 +54,8 @@ assignments = Table(
     Column("sector_matched", Boolean, nullable=True),
     Column("missing", Text, nullable=False),  # JSON list of the roles still without a partner
     Column("end_reason", String(200), nullable=True),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Column("version", Integer, nullable=False),
     Index("ix_assignments_v1_status", "status"),
     Index("ix_assignments_v1_support_structure", "support_structure_id"),
