@@ -173,7 +173,8 @@ async def command_context(request: Request, who: Annotated[Principal, Depends(pr
     propagate.inject(carrier)
     key = request.headers.get("idempotency-key")
     request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id}",
+    context = CommandContext(actor=who.actor, partner_id=who.partner_id if who.has(Role.partner) else None,
+                             causation_id=f"request:{key or request_id}",
                              traceparent=carrier.get("traceparent"))
     _context.set(context)  # the sync endpoint runs in a thread with a copy of this context
     if key is not None and request.method == "POST":

@@ -47,6 +47,8 @@ class CommandContext:
     """Who and what caused the events about to be saved."""
 
     actor: str = "service:unknown"
+    # The partner organisation on whose behalf the actor (always a human or a service) acts, if any.
+    partner_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
     traceparent: str | None = None
@@ -147,6 +149,8 @@ class MetadataMapper(Mapper):
                 "traceparent": ctx.traceparent,
                 "codeversion": code_version(),
             }
+            if ctx.partner_id is not None:
+                state[META]["partner_id"] = ctx.partner_id
         stored_state = self.transcoder.encode(state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)

@@ -37,6 +37,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
+from shared.partner_scope import DossierPartners, PartnerKind, partner_scoped
 from shared.projections import after_cursor, cursor_of
 
 Cents = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT_CENTS, description="euro cents")]
@@ -390,13 +391,18 @@ def disburse(project_id: UUID, body: TranchePayment, app: App, _: Officer) -> Fi
     return _financing(app.disburse(project_id, body.amount_cents, body.payee, body.payment_reference))
 
 
-@commands.post("/financing/{project_id}/tranches/{tranche}/evidence", response_model=FinancingView)
+def _partners(app: FundingApplication, project_id: UUID) -> DossierPartners | None:
+    dossier = app.find(Dossier, project_id)
+    # Funding knows a dossier's local operator (who carries out the study), not its support structure.
+    return None if dossier is None else DossierPartners(local_operator_id=dossier.local_operator_id)
+
+
+@commands.post("/financing/{project_id}/tranches/{tranche}/evidence", response_model=FinancingView,
+               dependencies=[Depends(partner_scoped(_partners, kind=PartnerKind.local_operator))])
 def record_spending_evidence(project_id: UUID, tranche: int, body: SpendingEvidence, app: App,
-                             who: Annotated[Principal, Depends(requires(Role.funding_officer, Role.partner))]
+                             _: Annotated[Principal, Depends(requires(Role.funding_officer, Role.partner))]
                              ) -> FinancingView:
     """Receipts and invoices for a paid tranche (the dossier's local operator may send them)."""
-    if who.partner_scope is not None and who.partner_scope != app.get_dossier(project_id).local_operator_id:
-        raise NotFound("dossier", project_id)  # not to reveal it exists
     return _financing(app.record_spending_evidence(project_id, tranche, [i.model_dump() for i in body.items]))
 
 
