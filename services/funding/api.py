@@ -6,7 +6,7 @@ Who may do what:
   proposal of their own: four-eyes);
 - a funding officer awards feasibility grants by hand, proposes financing, records the
   agreement, pays tranches, records spending evidence (the dossier's local operator may
-  too) and reconciles, grants return aid;
+  too) and reconciles, proposes return aid (an approver who is not the proposer decides on it);
 - funding staff, auditors and admins read everything.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -74,6 +74,7 @@ class ReturnAidScaleBody(Strict):
     per_adult_cents: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_CENTS)]
     per_child_cents: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_CENTS)]
     max_cents: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_CENTS)]
+    max_per_person: Annotated[StrictInt, Field(ge=1, le=100, description="return aids one person may receive")] = 1
 
 
 class PublishRules(Strict):
@@ -201,6 +202,15 @@ class ReturnAidView(BaseModel):
     amount_cents: int
     envelope_id: UUID
     rule_version: str
+    status: str = Field(description="proposed, granted (paid) or rejected")
+    proposed_by: str | None = Field(description="null for an aid granted before proposals existed")
+    decided_by: str | None
+    version: int
+
+
+class ReturnAidDecision(Strict):
+    decision: Literal["approve", "reject"]
+    justification: Text
 
 
 class DecisionView(BaseModel):
@@ -257,7 +267,8 @@ def _financing(dossier: Dossier) -> FinancingView:
 
 def _return_aid(aid: ReturnAid) -> ReturnAidView:
     return ReturnAidView(id=aid.id, person_id=aid.person_id, country=aid.country, amount_cents=aid.amount_cents,
-                         envelope_id=UUID(aid.envelope_id), rule_version=aid.rule_version)
+                         envelope_id=UUID(aid.envelope_id), rule_version=aid.rule_version, status=aid.status,
+                         proposed_by=aid.proposed_by, decided_by=aid.decided_by, version=aid.version)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -416,10 +427,24 @@ def reconcile(project_id: UUID, tranche: int, app: App, _: Officer) -> Financing
 
 
 @commands.post("/return-aid", status_code=201, response_model=ReturnAidView)
-def grant_return_aid(body: ReturnAidRequest, app: App, _: Officer) -> ReturnAidView:
-    """The voluntary return aid, by the rules' scale (status, household), from a return-aid envelope."""
-    return _return_aid(app.grant_return_aid(body.person_id, body.country, body.residence_status, body.adults,
-                                            body.children, body.justification, _this_year(), body.envelope_id))
+def propose_return_aid(body: ReturnAidRequest, app: App, who: Officer) -> ReturnAidView:
+    """Propose the voluntary return aid, by the rules' scale (status, household), from a return-aid envelope
+    of this year, for a person intake knows, at most as often per person as the rules allow. An approver
+    who is not the proposer then decides on it (`/return-aid/{aid_id}/decision`)."""
+    return _return_aid(app.propose_return_aid(body.person_id, body.country, body.residence_status, body.adults,
+                                              body.children, body.justification, _this_year(), body.envelope_id,
+                                              who.actor))
+
+
+@commands.post("/return-aid/{aid_id}/decision", response_model=ReturnAidView)
+def decide_return_aid(aid_id: UUID, body: ReturnAidDecision, app: App, who: Approver) -> ReturnAidView:
+    """An approver who is not the proposer grants the aid (paid at once from its envelope) or rejects it."""
+    return _return_aid(app.decide_return_aid(aid_id, body.decision, body.justification, who.actor, _this_year()))
+
+
+@queries.get("/return-aid/{aid_id}", response_model=ReturnAidView)
+def get_return_aid(aid_id: UUID, app: App, _: Reader) -> ReturnAidView:
+    return _return_aid(app.get_return_aid(aid_id))
 
 
 # --- the ledger ------------------------------------------------------------------------------------------
