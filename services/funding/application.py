@@ -291,11 +291,14 @@ class FundingApplication(ServiceApplication):
 
     def learn_person(self, person_id: UUID) -> None:
         """A person intake knows (from its events): return aid may be proposed for them. Once per person."""
-        if self.find(Person, Person.create_id(person_id)) is None:
+        if self.find_person(person_id) is None:
             self.save(Person(person_id=person_id))
 
+    def find_person(self, person_id: UUID) -> Person | None:
+        return self.find(Person, Person.create_id(person_id))
+
     def get_person(self, person_id: UUID) -> Person:
-        found = self.find(Person, Person.create_id(person_id))
+        found = self.find_person(person_id)
         if found is None:
             raise NotFound("person", person_id)
         return found

@@ -1,7 +1,7 @@
 """What funding does with other services' events.
 
-From intake: a person it knows may receive return aid, an eligible dossier is registered (its country decides the rules and
-envelopes), a requested feasibility study gets its grant or a reasoned refusal,
+From intake: a person it knows may receive return aid, an eligible dossier is
+registered (its country decides the rules and envelopes), a requested feasibility study gets its grant or a reasoned refusal,
 a dossier sent to the committee asks for financing, a withdrawn or closed one
 ends it (its unpaid reservation goes back to the envelope). From followup: an alert on
 a business suspends its tranches until it is resolved.
