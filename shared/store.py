@@ -483,12 +483,17 @@ class ServiceApplication(Application[UUID]):
             aggregate = e.mutate(aggregate)
         if not isinstance(aggregate, cls):
             raise NotFound(what, aggregate_id)
-        timeline = [
-            {"type": type(e).__name__, "version": e.originator_version, "at": e.timestamp.isoformat(),
-             "actor": event_metadata(e).get("actor")}
-            for e in events
-        ]
+        timeline = [_timeline_entry(e) for e in events]
         return aggregate, timeline
+
+
+def _timeline_entry(e: Any) -> dict[str, Any]:
+    meta = event_metadata(e)
+    entry = {"type": type(e).__name__, "version": e.originator_version, "at": e.timestamp.isoformat(),
+             "actor": meta.get("actor")}
+    if meta.get("partner_id"):  # the partner organisation the human acted for
+        entry["partner_id"] = meta["partner_id"]
+    return entry
 
 
 @contextmanager

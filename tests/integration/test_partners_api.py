@@ -23,7 +23,7 @@ from services.partners.main import create_app
 from shared.envelope import CloudEvent, record_from_state
 from shared.http import Runtime
 from shared.store import event_metadata, processing
-from tests.conftest import bearer
+from tests.conftest import actor, bearer
 from tests.integration.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_register_then_read_a_partner(service):
     assert detail["caseload"] == 0 and detail["available"] is True
     assert detail["accreditation"] is None and detail["feed_enabled"] is False
     assert detail["timeline"][0]["type"] == "PartnerRegistered"
-    assert detail["timeline"][0]["actor"] == "user:olga"
+    assert detail["timeline"][0]["actor"] == actor(service.settings, "olga")
 
     assert_problem(service.get(f"/v1/partners/{uuid.uuid4()}"), 404)
 
