@@ -77,6 +77,13 @@ def check(who: Principal, partners: DossierPartners | None, what: str, id: objec
                                           f"the dossier's {found.value.replace('_', ' ')} may not do it")
 
 
+def timeline_for(who: Principal, timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A thing's timeline as the caller may read it: a partner sees what happened and when, not who did it."""
+    if who.partner_scope is None:
+        return timeline
+    return [{k: entry[k] for k in ("type", "version", "at")} for entry in timeline]
+
+
 Lookup = Callable[[Any, UUID], DossierPartners | None]
 
 

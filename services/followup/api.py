@@ -17,7 +17,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
-from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped
+from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped, timeline_for
 
 Jobs = Annotated[StrictInt, Field(ge=0, le=MAX_JOBS)]
 Text = Annotated[str, Field(max_length=5000)]
@@ -200,7 +200,7 @@ def list_followups(request: Request, _: Reader, own: Annotated[str | None, Depen
 
 
 @queries.get("/followups/{project_id}", response_model=FollowUpDetail, dependencies=[LocalOperatorAct])
-def get_followup(project_id: UUID, app: App, _: Reader) -> FollowUpDetail:
+def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
     """A dossier's follow-up: plan (each visit done, overdue, due or planned), visits, conflicts, alerts,
     outcome, and the timeline of its events. 404 until the first tranche is paid."""
     followup, timeline = app.load_with_timeline(FollowUp, project_id, "follow-up")
@@ -228,7 +228,7 @@ def get_followup(project_id: UUID, app: App, _: Reader) -> FollowUpDetail:
         conflicts=[{"visit_id": k, "recorded": {f: followup.visits[k][f] for f in v[0]}, "received": v}
                    for k, v in followup.conflicts.items()],
         open_alert=followup.open_alert, alerts=followup.alerts, outcome=followup.outcome, survey=followup.survey,
-        version=followup.version, timeline=timeline,
+        version=followup.version, timeline=timeline_for(who, timeline),
     )
 
 

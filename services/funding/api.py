@@ -195,6 +195,14 @@ class FinancingView(BaseModel):
     open_alerts: list[str]
 
 
+class TranchesForPartner(BaseModel):
+    """What the dossier's local operator reads of its money: the tranches, not who decided nor whom paid."""
+
+    project_id: UUID
+    version: int
+    tranches: list[dict[str, Any]] = Field(description="tranche, amount_cents, disbursed, evidenced_cents, reconciled")
+
+
 class ReturnAidView(BaseModel):
     id: UUID
     person_id: UUID
@@ -408,13 +416,19 @@ def _partners(app: FundingApplication, project_id: UUID) -> DossierPartners | No
     return None if dossier is None else DossierPartners(local_operator_id=dossier.local_operator_id)
 
 
-@commands.post("/financing/{project_id}/tranches/{tranche}/evidence", response_model=FinancingView,
+@commands.post("/financing/{project_id}/tranches/{tranche}/evidence", response_model=FinancingView | TranchesForPartner,
                dependencies=[Depends(partner_scoped(_partners, kind=PartnerKind.local_operator))])
 def record_spending_evidence(project_id: UUID, tranche: int, body: SpendingEvidence, app: App,
-                             _: Annotated[Principal, Depends(requires(Role.funding_officer, Role.partner))]
-                             ) -> FinancingView:
-    """Receipts and invoices for a paid tranche (the dossier's local operator may send them)."""
-    return _financing(app.record_spending_evidence(project_id, tranche, [i.model_dump() for i in body.items]))
+                             who: Annotated[Principal, Depends(requires(Role.funding_officer, Role.partner))]
+                             ) -> FinancingView | TranchesForPartner:
+    """Receipts and invoices for a paid tranche (the dossier's local operator may send them: it then reads
+    back `TranchesForPartner`)."""
+    dossier = app.record_spending_evidence(project_id, tranche, [i.model_dump() for i in body.items])
+    if who.partner_scope is not None:
+        return TranchesForPartner(project_id=dossier.id, version=dossier.version, tranches=[
+            {"tranche": t.number, "amount_cents": t.amount_cents, "disbursed": t.disbursed,
+             "evidenced_cents": t.evidenced_cents, "reconciled": t.reconciled} for t in dossier.tranches])
+    return _financing(dossier)
 
 
 @commands.post("/financing/{project_id}/tranches/{tranche}/reconciliation", response_model=FinancingView)

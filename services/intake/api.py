@@ -17,7 +17,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
-from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped
+from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped, timeline_for
 from shared.projections import after_cursor, cursor_of
 
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
@@ -272,7 +272,7 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
     """A dossier as it is now, with the timeline of its events (a partner: `ProjectForPartner`, its own dossiers)."""
     project, timeline = app.load_with_timeline(Project, project_id, "dossier")
     if who.partner_scope is not None:
-        return _for_partner(project, timeline)
+        return _for_partner(project, timeline, who)
     return ProjectDetail(
         id=project.id, reference=project.reference, status=project.status, version=project.version,
         person_id=project.person_id,
@@ -289,7 +289,7 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
     )
 
 
-def _for_partner(project: Project, timeline: list[dict[str, Any]]) -> ProjectForPartner:
+def _for_partner(project: Project, timeline: list[dict[str, Any]], who: Principal) -> ProjectForPartner:
     grant, financing = project.feasibility_grant or {}, project.financing or {}
     return ProjectForPartner(
         id=project.id, status=project.status, version=project.version, country=project.country,
@@ -303,7 +303,7 @@ def _for_partner(project: Project, timeline: list[dict[str, Any]]) -> ProjectFor
         feasibility_conclusion=project.feasibility_conclusion,
         feasibility_grant_amount_cents=grant.get("amount_cents") if grant.get("outcome") == "awarded" else None,
         financing_decision=financing.get("decision"),
-        timeline=[{k: t[k] for k in ("type", "version", "at")} for t in timeline],
+        timeline=timeline_for(who, timeline),
     )
 
 

@@ -24,7 +24,7 @@ from services.partners.projections import as_list, assignments, partners
 from shared.auth import Principal, Role, requires
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
-from shared.partner_scope import DossierPartners, partner_listing, partner_scoped
+from shared.partner_scope import DossierPartners, partner_listing, partner_scoped, timeline_for
 from shared.projections import after_cursor, cursor_of
 
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
@@ -237,7 +237,7 @@ def _assigned(app: PartnersApplication, project_id: UUID) -> DossierPartners | N
 
 @queries.get("/partners/{partner_id}", response_model=PartnerDetail,
              dependencies=[Depends(partner_scoped(_itself, what="partner", path_param="partner_id"))])
-def get_partner(partner_id: UUID, request: Request, app: App, _: Reader) -> PartnerDetail:
+def get_partner(partner_id: UUID, request: Request, app: App, who: Reader) -> PartnerDetail:
     """A partner as it is now, with its caseload and the timeline of its events."""
     partner, timeline = app.load_with_timeline(Partner, partner_id, "partner")
     with _engine(request).connect() as conn:
@@ -250,7 +250,7 @@ def get_partner(partner_id: UUID, request: Request, app: App, _: Reader) -> Part
         available=available and partner.kind != PartnerKind.financial_partner, status=partner.status,
         suspension_reason=partner.suspension_reason,
         accreditation=AccreditationView(**partner.accreditation) if partner.accreditation else None,
-        feed_enabled=partner.feed_enabled, version=partner.version, timeline=timeline,
+        feed_enabled=partner.feed_enabled, version=partner.version, timeline=timeline_for(who, timeline),
     )
 
 
@@ -329,7 +329,7 @@ def list_assignments(request: Request, _: Reader, own: Annotated[str | None, Dep
 
 @queries.get("/assignments/{project_id}", response_model=AssignmentDetail,
              dependencies=[Depends(partner_scoped(_assigned, what="assignment"))])
-def get_assignment(project_id: UUID, app: App, _: Reader) -> AssignmentDetail:
+def get_assignment(project_id: UUID, app: App, who: Reader) -> AssignmentDetail:
     """A dossier's partners, or the roles it still waits for. 404 when the dossier never asked for partners."""
     assignment, timeline = app.load_with_timeline(Assignment, project_id, "assignment")
     return AssignmentDetail(
@@ -337,7 +337,7 @@ def get_assignment(project_id: UUID, app: App, _: Reader) -> AssignmentDetail:
         french_region=assignment.french_region, sector=assignment.sector,
         support_structure_id=assignment.support_structure_id, local_operator_id=assignment.local_operator_id,
         sector_matched=assignment.sector_matched, missing=assignment.missing, end_reason=assignment.end_reason,
-        version=assignment.version, timeline=timeline,
+        version=assignment.version, timeline=timeline_for(who, timeline),
     )
 
 

@@ -292,7 +292,9 @@ def test_a_partner_records_only_on_the_dossiers_it_follows(service):
     assert service.written() == before
 
     service.launch(mine)  # the dossier's own local operator may
-    assert service.get(mine, headers=service.operator).status_code == 200
+    read = service.get(mine, headers=service.operator)
+    assert read.status_code == 200 and all("actor" not in t for t in read.json()["timeline"])
+    assert_problem(service.get(mine, headers=structure), 403)
     listed = service.client.get("/v1/followups", headers=service.operator).json()["items"]
     assert [f["project_id"] for f in listed] == [mine]
     # An officer launches any dossier.

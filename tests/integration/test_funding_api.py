@@ -324,8 +324,10 @@ def test_tranches_wait_for_reconciliation_and_for_alerts_to_be_resolved(funding)
     assert funding.post(f"/v1/financing/{project_id}/tranches/1/evidence", json=evidence,
                         headers=stranger).status_code == 404
     operator = bearer(funding.settings, "partner", partner_id="operator-1")
-    assert funding.post(f"/v1/financing/{project_id}/tranches/1/evidence", json=evidence,
-                        headers=operator).status_code == 200
+    sent = funding.post(f"/v1/financing/{project_id}/tranches/1/evidence", json=evidence, headers=operator)
+    assert sent.status_code == 200 and sent.json()["tranches"][0]["evidenced_cents"] == 300_000
+    # The operator reads back its tranches, not the officers who proposed and approved nor the payees.
+    assert "olga" not in sent.text and "anna" not in sent.text and "payee" not in sent.text
     assert funding.post(f"/v1/financing/{project_id}/tranches/1/reconciliation",
                         headers=funding.officer).status_code == 200
 
