@@ -125,6 +125,8 @@ def test_a_partner_reads_of_its_dossier_only_what_the_partner_feed_shares(intake
     listed = intake.get("/v1/projects", headers=mine).json()["items"]
     assert [p["id"] for p in listed] == [created["id"]] and "title" not in listed[0]
     assert "reference" not in listed[0]
+    staff = intake.get("/v1/projects", headers=intake.officer).json()["items"]
+    assert staff[0]["title"] and staff[0]["reference"]  # the officers' listing keeps its fields
 
 
 def test_a_partner_acts_by_its_kind_on_its_own_dossiers(intake):
