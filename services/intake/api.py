@@ -192,8 +192,8 @@ class ProjectForPartner(BaseModel):
     support_structure_id: str | None
     local_operator_id: str | None
     eligible: bool | None
-    skills_review_done: bool
-    trainings: list[dict[str, Any]] = Field(description="course, hours, completed_on")
+    skills_review_done: bool | None = Field(description="for the support structure (null for the local operator)")
+    trainings: list[dict[str, Any]] = Field(description="course, hours, completed_on: for the support structure")
     feasibility_conclusion: str | None
     feasibility_grant_amount_cents: int | None
     financing_decision: str | None
@@ -244,8 +244,9 @@ def list_projects(request: Request, who: Annotated[Principal, Depends(requires(*
                   own: Annotated[str | None, Depends(partner_listing())], status: str | None = None,
                   country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
                   partner_id: str | None = None, cursor: str | None = None,
-                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ProjectPage:
-    """Dossiers, newest last, filtered; follow `next_cursor` for the next page."""
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ProjectPage | ProjectPageForPartner:
+    """Dossiers, newest last, filtered; follow `next_cursor` for the next page (a partner: its own dossiers,
+    `ProjectPageForPartner`)."""
     query = select(dossiers).order_by(dossiers.c.submitted_at, dossiers.c.id).limit(limit + 1)
     if status:
         query = query.where(dossiers.c.status == status)
@@ -291,6 +292,8 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
 
 def _for_partner(project: Project, timeline: list[dict[str, Any]], who: Principal) -> ProjectForPartner:
     grant, financing = project.feasibility_grant or {}, project.financing or {}
+    # The preparation is the support structure's work: the local operator is not told of it (as on its feed).
+    preparing = who.partner_scope == project.support_structure_id
     return ProjectForPartner(
         id=project.id, status=project.status, version=project.version, country=project.country,
         french_region=project.french_region, sector=project.sector,
@@ -298,8 +301,9 @@ def _for_partner(project: Project, timeline: list[dict[str, Any]], who: Principa
         own_contribution_cents=project.own_contribution_cents, planned_jobs=project.planned_jobs,
         support_structure_id=project.support_structure_id, local_operator_id=project.local_operator_id,
         eligible=project.eligibility["eligible"] if project.eligibility else None,
-        skills_review_done=project.skills_review is not None,
-        trainings=[{k: t.get(k) for k in ("course", "hours", "completed_on")} for t in project.trainings],
+        skills_review_done=project.skills_review is not None if preparing else None,
+        trainings=[{k: t.get(k) for k in ("course", "hours", "completed_on")} for t in project.trainings]
+        if preparing else [],
         feasibility_conclusion=project.feasibility_conclusion,
         feasibility_grant_amount_cents=grant.get("amount_cents") if grant.get("outcome") == "awarded" else None,
         financing_decision=financing.get("decision"),

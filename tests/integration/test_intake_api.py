@@ -121,6 +121,9 @@ def test_a_partner_reads_of_its_dossier_only_what_the_partner_feed_shares(intake
         assert private not in detail, private
     assert detail["timeline"] and all(set(t) == {"type", "version", "at"} for t in detail["timeline"])
     assert "officer-1" not in str(detail) and "Awa" not in str(detail)
+    assert detail["skills_review_done"] is False  # the preparation: the support structure's
+    operator = bearer(intake.settings, "partner", partner_id="operator-1")
+    assert intake.get(f"/v1/projects/{created['id']}", headers=operator).json()["skills_review_done"] is None
     intake.app.state.runtime.projector.catch_up()
     listed = intake.get("/v1/projects", headers=mine).json()["items"]
     assert [p["id"] for p in listed] == [created["id"]] and "title" not in listed[0]
