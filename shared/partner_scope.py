@@ -56,10 +56,6 @@ class DossierPartners:
         return None
 
 
-class WrongKind(Exception):
-    """The partner is the dossier's, of the other kind: a 403."""
-
-
 def check(who: Principal, partners: DossierPartners | None, what: str, id: object,
           kind: PartnerKind | None = None) -> None:
     """Raise `NotFound` (404) or a 403 problem unless `who` may reach (and, with `kind`, act on) the thing.
