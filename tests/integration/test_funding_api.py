@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.funding.application import FundingApplication
+from services.funding.domain import Purpose, ReturnAid
 from services.funding.main import create_app
 from shared.conflicts import retry_on_conflict
 from shared.domain import RuleViolated
@@ -469,6 +470,34 @@ def test_return_aid_twice_to_one_person_and_to_an_unknown_person_are_refused(fun
     r = funding.post("/v1/return-aid", json=aid_body(str(uuid.uuid4())), headers=funding.officer)
     assert r.status_code == 404 and "person" in r.json()["detail"]
     assert stored_events(funding) == before + 2  # the approval only: the aid granted, the envelope paid
+
+
+def test_two_racing_proposals_for_one_person_give_one_aid(funding):
+    """Deterministic: B reads the person, A proposes meanwhile in another process, B's save is refused
+    by the store (the person's count moved) and B, proposing again, is refused by the rule."""
+    ready(funding)
+    return_aid_envelope(funding)
+    person_id = uuid.UUID(known_person(funding))
+    a, b = FundingApplication(funding.settings), FundingApplication(funding.settings)
+    attempts = []
+
+    def b_proposes() -> None:
+        person, envelope = b.get_person(person_id), b.envelope_for(Purpose.return_aid, YEAR, "SN")
+        attempts.append(len(person.return_aids))
+        if len(attempts) == 1:
+            a.propose_return_aid(person_id, "SN", "regular", 0, 0, "first", YEAR, None, "user:i#olga")
+        aid = ReturnAid.propose(b.rules_in_force(), envelope, YEAR, person, "SN", "regular", 0, 0, "second",
+                                "user:i#oscar")
+        b.save(aid, person)
+
+    try:
+        with pytest.raises(RuleViolated) as refused_again:
+            retry_on_conflict(b_proposes)
+    finally:
+        a.close()
+        b.close()
+    assert refused_again.value.rule == "return_aid_per_person"
+    assert attempts == [0, 1]  # read, lost the race, read again
 
 
 def test_a_named_envelope_of_another_year_is_refused_for_return_aid_and_feasibility_grants(funding):
