@@ -2,11 +2,11 @@
 
 Who may do what:
 - an admin publishes the programme rules;
-- a funding approver opens and adjusts envelopes and decides on financing (never on a
-  proposal of their own: four-eyes);
-- a funding officer awards feasibility grants by hand, proposes financing, records the
-  agreement, pays tranches, records spending evidence (the dossier's local operator may
-  too) and reconciles, proposes return aid (an approver who is not the proposer decides on it);
+- a funding approver opens and adjusts envelopes and decides on financing and return aid
+  (never on a proposal of their own: four-eyes, comparing the humans, not their roles);
+- a funding officer awards feasibility grants by hand, proposes financing and return aid,
+  records the agreement, pays tranches, records spending evidence (the dossier's local
+  operator may too) and reconciles;
 - funding staff, auditors and admins read everything.
 """
 
