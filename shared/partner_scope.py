@@ -103,6 +103,7 @@ def partner_scoped(lookup: Lookup, *, what: str = "dossier", kind: PartnerKind |
         return who
 
     scope.partner_scope = kind.value if kind else "any"  # type: ignore[attr-defined]  # read by the architecture test
+    scope.path_param = path_param  # type: ignore[attr-defined]
     return scope
 
 

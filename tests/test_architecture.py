@@ -112,6 +112,8 @@ def _partner_scopes_of(route: APIRoute) -> list[str]:
         dependant = stack.pop()
         if getattr(dependant.call, "partner_scope", None):
             found.append(dependant.call.partner_scope)
+            param = getattr(dependant.call, "path_param", None)
+            assert param is None or f"{{{param}}}" in route.path, f"{route.path} has no {{{param}}} to scope"
         stack += dependant.dependencies
     return found
 
