@@ -152,6 +152,7 @@ def test_a_partner_acts_by_its_kind_on_its_own_dossiers(intake):
     # Another partner: 404 whatever the act, as for a dossier that does not exist.
     assert intake.post(f"/v1/projects/{project_id}/skills-review", json=review, headers=stranger).status_code == 404
     assert intake.post(f"/v1/projects/{uuid.uuid4()}/skills-review", json=review, headers=support).status_code == 404
+    assert intake.post("/v1/projects/not-a-uuid/skills-review", json=review, headers=support).status_code == 422
     assert stored_events(intake) == before
     r = intake.post(f"/v1/projects/{project_id}/skills-review", json=review, headers=support)
     assert r.status_code == 200, r.text
