@@ -128,7 +128,9 @@ CLOUD_EVENT = {
         "data": {"type": "object"},
         "sequence": {"type": "integer", "minimum": 0, "description": "index in the service's log: 0, 1, 2, ..."},
         "aggregateversion": {"type": "integer", "minimum": 1},
-        "actor": {"type": "string", "pattern": "^(user|service|partner):.+$"},
+        "actor": {"type": "string", "pattern": "^(user|service|partner):.+$",
+                  "description": "who acted: a human, user:<issuer>#<subject> (user:<subject> or "
+                                 "partner:<partner id> in events recorded before), or service:<name>"},
         "correlationid": {"type": "string", "description": "the dossier's flow id"},
         "causationid": {"type": "string", "description": "the event or request that caused this one"},
         "leafhash": {"type": "string", "pattern": "^[0-9a-f]{64}$",

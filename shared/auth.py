@@ -36,29 +36,48 @@ class Role(StrEnum):
     admin = "admin"
 
 
+STAFF_ROLES = frozenset(r.value for r in Role if r != Role.partner)
+
+
+def human(issuer: str, sub: str) -> str:
+    """The actor recorded for a person's act: `user:<issuer>#<subject>`.
+
+    Both parts: a subject is unique only within its issuer. An OpenID issuer is a URL without a
+    fragment, so the first `#` separates them. Events stored before this form say `user:<subject>`
+    or `partner:<partner id>` (see `shared.domain.same_human`).
+    """
+    return f"user:{issuer}#{sub}"
+
+
 @dataclass(frozen=True)
 class Principal:
     sub: str
     roles: frozenset[str]
     partner_id: str | None = None
-    issuer: str | None = None  # the token's `iss`: a subject is unique only within its issuer
+    issuer: str = ""  # the token's `iss`: a subject is unique only within its issuer
 
     @property
     def actor(self) -> str:
-        if Role.partner in self.roles and self.partner_id:
-            return f"partner:{self.partner_id}"
-        return f"user:{self.sub}"
+        """The human who acts (issuer and subject); a partner organisation is an attribute of
+        that human (`partner_id`, kept beside the actor in the event metadata), never the actor."""
+        return human(self.issuer, self.sub)
 
     def has(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
 
     @property
+    def mixes_partner_and_staff(self) -> bool:
+        """A token holding the partner role and a staff role: refused (a partner's token carries
+        the partner role alone), so that nobody is both a partner and the staff checking it."""
+        return Role.partner in self.roles and bool(self.roles & STAFF_ROLES)
+
+    @property
     def partner_scope(self) -> str | None:
-        """The partner this caller is limited to (a token with the partner role alone), None for staff.
+        """The partner this caller is limited to (a token with the partner role), None for staff.
 
         A partner token without a partner id is limited to "-", which matches nothing.
         """
-        if self.has(Role.partner) and not self.has(*(r for r in Role if r != Role.partner)):
+        if self.has(Role.partner):
             return self.partner_id or "-"
         return None
 
@@ -146,7 +165,12 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise jwt.InvalidTokenError("roles must be a list of strings")
-        return Principal(sub=str(claims["sub"]), roles=frozenset(roles), partner_id=claims.get("partner_id"),
+        partner_id = claims.get("partner_id")
+        if partner_id is not None and (not isinstance(partner_id, str) or not 1 <= len(partner_id) <= 200):
+            raise jwt.InvalidTokenError("partner_id must be a string of 1 to 200 characters")
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise jwt.InvalidTokenError("sub must be a non-empty string")
+        return Principal(sub=claims["sub"], roles=frozenset(roles), partner_id=partner_id,
                          issuer=str(claims["iss"]))
 
 
@@ -173,6 +197,9 @@ async def principal(request: Request) -> Principal:
         raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"invalid token: {exc}") from None
+    if found.mixes_partner_and_staff:
+        raise HTTPException(403, "a partner's token carries the partner role alone: this token also holds "
+                                 f"{', '.join(sorted(found.roles & STAFF_ROLES))}")
     request.state.principal = found
     return found
 

@@ -41,3 +41,20 @@ def require(condition: bool, rule: str, detail: str) -> None:
     """Raise `RuleViolated(rule, detail)` unless `condition` holds."""
     if not condition:
         raise RuleViolated(rule, detail)
+
+
+def same_human(actor: str, other: str) -> bool:
+    """Whether two recorded actors are the same person (four eyes compares people).
+
+    An actor is `user:<issuer>#<subject>`. Acts stored before the issuer was recorded say
+    `user:<subject>`: such an actor is the same person as any `user:<issuer>#<subject>` with that
+    subject, so that a proposal made before the change cannot be approved by its own author after it.
+    """
+    if actor == other:
+        return True
+    a, b = actor.removeprefix("user:"), other.removeprefix("user:")
+    if a == actor or b == other:  # a service or an old partner actor: compared whole, above
+        return False
+    if ("#" in a) == ("#" in b):
+        return False
+    return a.partition("#")[2] == b if "#" in a else b.partition("#")[2] == a

@@ -241,7 +241,8 @@ async def command_context(request: Request, who: Annotated[Principal, Depends(pr
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 200:  # refused by the replay; a DELETE ignores it
         key = None
-    context = CommandContext(actor=who.actor, causation_id=f"request:{key or request_id(request)}",
+    context = CommandContext(actor=who.actor, partner_id=who.partner_id if who.has(Role.partner) else None,
+                             causation_id=f"request:{key or request_id(request)}",
                              traceparent=carrier.get("traceparent"))
     _context.set(context)  # the sync endpoint runs in a thread with a copy of this context
     return context

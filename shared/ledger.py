@@ -16,11 +16,12 @@ DECISIONS = frozenset({
     "FeasibilityGrantAwarded", "FeasibilityGrantRejected",
     "FinancingProposed", "FinancingApproved", "FinancingDeferred", "FinancingRejected",
     "AgreementSigned", "OperatorFeesCommitted", "FundsDisbursed", "TrancheReconciled",
-    "DisbursementSuspended", "DisbursementResumed", "FinancingEnded", "ReturnAidGranted",
+    "DisbursementSuspended", "DisbursementResumed", "FinancingEnded",
+    "ReturnAidProposed", "ReturnAidGranted", "ReturnAidRejected",
 })
 # The aggregate each decision belongs to, where it is not the dossier.
 _AGGREGATE = {"ProgrammeRulesPublished": "Rulebook", "EnvelopeOpened": "Envelope", "EnvelopeAdjusted": "Envelope",
-              "ReturnAidGranted": "ReturnAid"}
+              "ReturnAidProposed": "ReturnAid", "ReturnAidGranted": "ReturnAid", "ReturnAidRejected": "ReturnAid"}
 COLUMNS = ("id", "kind", "project_id", "envelope_id", "amount_cents", "decided_by", "decided_at", "rule_version",
            "justification", "code_version")
 

@@ -47,6 +47,8 @@ class CommandContext:
     """Who and what caused the events about to be saved."""
 
     actor: str = "service:unknown"
+    # The partner organisation on whose behalf the actor (always a human or a service) acts, if any.
+    partner_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
     traceparent: str | None = None
@@ -147,6 +149,8 @@ class MetadataMapper(Mapper):
                 "traceparent": ctx.traceparent,
                 "codeversion": code_version(),
             }
+            if ctx.partner_id is not None:
+                state[META]["partner_id"] = ctx.partner_id
         stored_state = self.transcoder.encode(state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)
@@ -512,12 +516,17 @@ class ServiceApplication(Application[UUID]):
             aggregate = e.mutate(aggregate)
         if not isinstance(aggregate, cls):
             raise NotFound(what, aggregate_id)
-        timeline = [
-            {"type": type(e).__name__, "version": e.originator_version, "at": e.timestamp.isoformat(),
-             "actor": event_metadata(e).get("actor")}
-            for e in events
-        ]
+        timeline = [_timeline_entry(e) for e in events]
         return aggregate, timeline
+
+
+def _timeline_entry(e: Any) -> dict[str, Any]:
+    meta = event_metadata(e)
+    entry = {"type": type(e).__name__, "version": e.originator_version, "at": e.timestamp.isoformat(),
+             "actor": meta.get("actor")}
+    if meta.get("partner_id"):  # the partner organisation the human acted for
+        entry["partner_id"] = meta["partner_id"]
+    return entry
 
 
 @contextmanager

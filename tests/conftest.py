@@ -19,7 +19,7 @@ from typing import TypeVar
 import psycopg
 import pytest
 
-from shared.auth import issue_token
+from shared.auth import human, issue_token
 from shared.settings import Settings
 from shared.topics import create_topics
 
@@ -128,3 +128,8 @@ def wait_for(probe: Callable[[], T | None], what: str = "a condition", timeout: 
 
 def bearer(settings: Settings, role: str, sub: str | None = None, partner_id: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings, role, sub=sub, partner_id=partner_id)}"}
+
+
+def actor(settings: Settings, sub: str) -> str:
+    """The actor recorded for the acts of the human `sub` holding a token of `settings`' issuer."""
+    return human(settings.jwt_issuer, sub)

@@ -104,3 +104,49 @@ def test_the_openapi_document_is_served(service, tmp_path):
     assert document.status_code == 200
     assert any(path.startswith("/v1/") for path in document.json()["paths"])
     assert client.get("/docs").status_code == 200
+
+
+def _partner_scopes_of(route: APIRoute) -> list[str]:
+    found, stack = [], [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        if getattr(dependant.call, "partner_scope", None):
+            found.append(dependant.call.partner_scope)
+            param = getattr(dependant.call, "path_param", None)
+            assert param is None or f"{{{param}}}" in route.path, f"{route.path} has no {{{param}}} to scope"
+        stack += dependant.dependencies
+    return found
+
+
+# Routes partners may read that hold nothing of any dossier or partner (the programme's published rules).
+NOT_PARTNER_SCOPED = {("intake", "/v1/rules")}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_that_admits_partners_applies_the_partner_scope_policy(service):
+    """shared/partner_scope.py: a path id through `partner_scoped`, a list through `partner_listing`."""
+    module = __import__(f"services.{service}.api", fromlist=["routers"])
+    for route in (r for router in module.routers for r in router.routes if isinstance(r, APIRoute)):
+        if "partner" not in _roles_of(route) or (service, route.path) in NOT_PARTNER_SCOPED:
+            continue
+        scopes = _partner_scopes_of(route)
+        if "{" in route.path:
+            assert any(s != "listing" for s in scopes), \
+                f"{service} {route.path} admits partners without partner_scoped(...)"
+        else:
+            assert "listing" in scopes, f"{service} {route.path} admits partners without partner_listing()"
+
+
+def test_the_architecture_test_sees_a_route_without_the_policy():
+    from fastapi import APIRouter, Depends
+
+    from shared.auth import Role, requires
+
+    router = APIRouter()
+
+    @router.get("/v1/things/{thing_id}")
+    def thing(thing_id: str, _: object = Depends(requires(Role.partner))) -> None:
+        pass
+
+    route = router.routes[0]
+    assert "partner" in _roles_of(route) and _partner_scopes_of(route) == []

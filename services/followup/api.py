@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import select
 
@@ -18,6 +18,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
+from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped, timeline_for
 
 Jobs = Annotated[StrictInt, Field(ge=0, le=MAX_JOBS)]
 Text = Annotated[str, Field(max_length=5000)]
@@ -154,11 +155,15 @@ def _state(followup: FollowUp) -> FollowUpState:
     return FollowUpState(project_id=followup.id, stage=followup.stage, version=followup.version)
 
 
-def _own(app: FollowupApplication, project_id: UUID, who: Principal) -> None:
-    """A partner acts only on the dossiers it follows as their local operator."""
-    own = who.partner_scope
-    if own is not None and not app.get_followup(project_id).assigned_to(own):
-        raise HTTPException(403, "a local operator records only the follow-ups of the dossiers assigned to it")
+def _partners(app: FollowupApplication, project_id: UUID) -> DossierPartners | None:
+    followup = app.find(FollowUp, project_id)
+    if followup is None or followup.stage == Stage.awaiting_funds:
+        return None
+    return DossierPartners(followup.support_structure_id, followup.local_operator_id)
+
+
+# The follow-up is the local operator's work: another partner's is 404, the support structure's 403.
+LocalOperatorAct = Depends(partner_scoped(_partners, what="follow-up", kind=PartnerKind.local_operator))
 
 
 commands = command_router(prefix="/v1", tags=["followup"])
@@ -166,7 +171,7 @@ queries = APIRouter(prefix="/v1", tags=["followup"])
 
 
 @queries.get("/followups", response_model=FollowUpPage)
-def list_followups(request: Request, who: Reader,
+def list_followups(request: Request, _: Reader, own: Annotated[str | None, Depends(partner_listing())],
                    stage: Literal["awaiting_funds", "opened", "launched", "completed"] | None = None,
                    country: Annotated[str | None, Query(pattern=COUNTRY_PATTERN)] = None,
                    partner_id: UUID | None = None, alert_open: bool | None = None, cursor: UUID | None = None,
@@ -177,7 +182,7 @@ def list_followups(request: Request, who: Reader,
         query = query.where(followups.c.stage == stage)
     if country:
         query = query.where(followups.c.country == country)
-    involving = who.partner_scope or (str(partner_id) if partner_id else None)
+    involving = own or (str(partner_id) if partner_id else None)
     if involving:
         query = query.where(followups.c.local_operator_id == involving)
     if alert_open is not None:
@@ -191,13 +196,12 @@ def list_followups(request: Request, who: Reader,
     return FollowUpPage(items=items, next_cursor=rows[limit - 1]["project_id"] if len(rows) > limit else None)
 
 
-@queries.get("/followups/{project_id}", response_model=FollowUpDetail)
+@queries.get("/followups/{project_id}", response_model=FollowUpDetail, dependencies=[LocalOperatorAct])
 def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
     """A dossier's follow-up: plan (each visit done, overdue, due or planned), visits, conflicts, alerts,
     outcome, and the timeline of its events. 404 until the first tranche is paid."""
     followup, timeline = app.load_with_timeline(FollowUp, project_id, "follow-up")
-    own = who.partner_scope
-    if followup.stage == Stage.awaiting_funds or (own is not None and not followup.assigned_to(own)):
+    if followup.stage == Stage.awaiting_funds:
         raise NotFound("follow-up", project_id)
     today = app.today().isoformat()
     done = {v["visit_number"] for v in followup.visits.values()}
@@ -221,25 +225,24 @@ def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
         conflicts=[{"visit_id": k, "recorded": {f: followup.visits[k][f] for f in v[0]}, "received": v}
                    for k, v in followup.conflicts.items()],
         open_alert=followup.open_alert, alerts=followup.alerts, outcome=followup.outcome, survey=followup.survey,
-        version=followup.version, timeline=timeline,
+        version=followup.version, timeline=timeline_for(who, timeline),
     )
 
 
-@commands.post("/followups/{project_id}/launch", response_model=FollowUpState)
-def launch(project_id: UUID, body: Launch, app: App, who: FieldWorker) -> FollowUpState:
+@commands.post("/followups/{project_id}/launch", response_model=FollowUpState, dependencies=[LocalOperatorAct])
+def launch(project_id: UUID, body: Launch, app: App, _: FieldWorker) -> FollowUpState:
     """The business is launched (by its local operator or a follow-up officer): the visits fall due from this date."""
-    _own(app, project_id, who)
     return _state(app.launch(project_id, body.launched_on, body.legal_form, body.registration, body.initial_jobs,
                              body.own_contribution_cents))
 
 
 @commands.post("/followups/{project_id}/visits", response_model=VisitAnswer, status_code=201,
+               dependencies=[LocalOperatorAct],
                responses={200: {"description": "the same visit was already recorded: nothing written"},
                           202: {"description": "another version of a recorded visit: the conflict is recorded "
                                               "until an officer resolves it"}})
-def log_visit(project_id: UUID, body: Visit, app: App, who: FieldWorker, response: Response) -> VisitAnswer:
+def log_visit(project_id: UUID, body: Visit, app: App, _: FieldWorker, response: Response) -> VisitAnswer:
     """Log a follow-up visit, possibly days after it happened (offline devices send `visit_id`)."""
-    _own(app, project_id, who)
     visit_id = body.visit_id or f"service:{uuid4()}"
     followup, result = app.log_visit(project_id, visit_id, body.report())
     response.status_code = {"logged": 201, "duplicate": 200, "conflict": 202}[result]
@@ -259,20 +262,21 @@ def complete(project_id: UUID, body: Completion, app: App, _: Officer) -> Follow
     return _state(app.complete(project_id, body.outcome, body.completed_on))
 
 
-@commands.post("/followups/{project_id}/survey", response_model=FollowUpState, status_code=201)
-def record_survey(project_id: UUID, body: Survey, app: App, who: FieldWorker) -> FollowUpState:
+@commands.post("/followups/{project_id}/survey", response_model=FollowUpState, status_code=201,
+               dependencies=[LocalOperatorAct])
+def record_survey(project_id: UUID, body: Survey, app: App, _: FieldWorker) -> FollowUpState:
     """The optional survey at month 24: is the business still running, with how many jobs?"""
-    _own(app, project_id, who)
     return _state(app.record_survey(project_id, body.report()))
 
 
 @queries.get("/indicators")
-def get_indicators(app: App, who: Reader, country: Annotated[str | None, Query(pattern=COUNTRY_PATTERN)] = None,
+def get_indicators(app: App, _: Reader, own: Annotated[str | None, Depends(partner_listing())],
+                   country: Annotated[str | None, Query(pattern=COUNTRY_PATTERN)] = None,
                    year: Annotated[int | None, Query(ge=2000, le=2100)] = None, partner_id: UUID | None = None,
                    as_of: Annotated[Moment | None, Query(description=MOMENT)] = None) -> dict[str, Any]:
     """The programme's outcome indicators for the dossiers followed (cohort `year`: the year the follow-up
     opened), as they stood at `as_of` (RFC 3339 with its offset; default now). A partner gets its own."""
-    partner = who.partner_scope or (str(partner_id) if partner_id else None)
+    partner = own or (str(partner_id) if partner_id else None)
     return app.indicators(country=country, year=year, partner_id=partner, as_of=as_of)
 
 

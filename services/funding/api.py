@@ -2,11 +2,11 @@
 
 Who may do what:
 - an admin publishes the programme rules;
-- a funding approver opens and adjusts envelopes and decides on financing (never on a
-  proposal of their own: four-eyes);
-- a funding officer awards feasibility grants by hand, proposes financing, records the
-  agreement, pays tranches, records spending evidence (the dossier's local operator may
-  too) and reconciles, grants return aid;
+- a funding approver opens and adjusts envelopes and decides on financing and return aid
+  (never on a proposal of their own: four-eyes, comparing the humans, not their roles);
+- a funding officer awards feasibility grants by hand, proposes financing and return aid,
+  records the agreement, pays tranches, records spending evidence (the dossier's local
+  operator may too) and reconciles;
 - funding staff, auditors and admins read everything.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -38,6 +38,7 @@ from shared.auth import Principal, Role, requires
 from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
+from shared.partner_scope import DossierPartners, PartnerKind, partner_scoped
 from shared.projections import after_cursor, cursor_of
 
 Cents = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT_CENTS, description="euro cents")]
@@ -70,6 +71,7 @@ class ReturnAidScaleBody(Strict):
     per_adult_cents: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_CENTS)]
     per_child_cents: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_CENTS)]
     max_cents: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_CENTS)]
+    max_per_person: Annotated[StrictInt, Field(ge=1, le=100, description="return aids one person may receive")] = 1
 
 
 class PublishRules(Strict):
@@ -190,6 +192,14 @@ class FinancingView(BaseModel):
     open_alerts: list[str]
 
 
+class TranchesForPartner(BaseModel):
+    """What the dossier's local operator reads of its money: the tranches, not who decided nor whom paid."""
+
+    project_id: UUID
+    version: int
+    tranches: list[dict[str, Any]] = Field(description="tranche, amount_cents, disbursed, evidenced_cents, reconciled")
+
+
 class ReturnAidView(BaseModel):
     id: UUID
     person_id: UUID
@@ -197,6 +207,15 @@ class ReturnAidView(BaseModel):
     amount_cents: int
     envelope_id: UUID
     rule_version: str
+    status: str = Field(description="proposed, granted (paid) or rejected")
+    proposed_by: str | None = Field(description="null for an aid granted before proposals existed")
+    decided_by: str | None
+    version: int
+
+
+class ReturnAidDecision(Strict):
+    decision: Literal["approve", "reject"]
+    justification: Text
 
 
 class DecisionView(BaseModel):
@@ -253,7 +272,8 @@ def _financing(dossier: Dossier) -> FinancingView:
 
 def _return_aid(aid: ReturnAid) -> ReturnAidView:
     return ReturnAidView(id=aid.id, person_id=aid.person_id, country=aid.country, amount_cents=aid.amount_cents,
-                         envelope_id=UUID(aid.envelope_id), rule_version=aid.rule_version)
+                         envelope_id=UUID(aid.envelope_id), rule_version=aid.rule_version, status=aid.status,
+                         proposed_by=aid.proposed_by, decided_by=aid.decided_by, version=aid.version)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -387,14 +407,25 @@ def disburse(project_id: UUID, body: TranchePayment, app: App, _: Officer) -> Fi
     return _financing(app.disburse(project_id, body.amount_cents, body.payee, body.payment_reference))
 
 
-@commands.post("/financing/{project_id}/tranches/{tranche}/evidence", response_model=FinancingView)
+def _partners(app: FundingApplication, project_id: UUID) -> DossierPartners | None:
+    dossier = app.find(Dossier, project_id)
+    # Funding knows a dossier's local operator (who carries out the study), not its support structure.
+    return None if dossier is None else DossierPartners(local_operator_id=dossier.local_operator_id)
+
+
+@commands.post("/financing/{project_id}/tranches/{tranche}/evidence", response_model=FinancingView | TranchesForPartner,
+               dependencies=[Depends(partner_scoped(_partners, kind=PartnerKind.local_operator))])
 def record_spending_evidence(project_id: UUID, tranche: int, body: SpendingEvidence, app: App,
                              who: Annotated[Principal, Depends(requires(Role.funding_officer, Role.partner))]
-                             ) -> FinancingView:
-    """Receipts and invoices for a paid tranche (the dossier's local operator may send them)."""
-    if who.partner_scope is not None and who.partner_scope != app.get_dossier(project_id).local_operator_id:
-        raise NotFound("dossier", project_id)  # not to reveal it exists
-    return _financing(app.record_spending_evidence(project_id, tranche, [i.model_dump() for i in body.items]))
+                             ) -> FinancingView | TranchesForPartner:
+    """Receipts and invoices for a paid tranche (the dossier's local operator may send them: it then reads
+    back `TranchesForPartner`)."""
+    dossier = app.record_spending_evidence(project_id, tranche, [i.model_dump() for i in body.items])
+    if who.partner_scope is not None:
+        return TranchesForPartner(project_id=dossier.id, version=dossier.version, tranches=[
+            {"tranche": t.number, "amount_cents": t.amount_cents, "disbursed": t.disbursed,
+             "evidenced_cents": t.evidenced_cents, "reconciled": t.reconciled} for t in dossier.tranches])
+    return _financing(dossier)
 
 
 @commands.post("/financing/{project_id}/tranches/{tranche}/reconciliation", response_model=FinancingView)
@@ -407,10 +438,24 @@ def reconcile(project_id: UUID, tranche: int, app: App, _: Officer) -> Financing
 
 
 @commands.post("/return-aid", status_code=201, response_model=ReturnAidView)
-def grant_return_aid(body: ReturnAidRequest, app: App, _: Officer) -> ReturnAidView:
-    """The voluntary return aid, by the rules' scale (status, household), from a return-aid envelope."""
-    return _return_aid(app.grant_return_aid(body.person_id, body.country, body.residence_status, body.adults,
-                                            body.children, body.justification, _this_year(), body.envelope_id))
+def propose_return_aid(body: ReturnAidRequest, app: App, who: Officer) -> ReturnAidView:
+    """Propose the voluntary return aid, by the rules' scale (status, household), from a return-aid envelope
+    of this year, for a person intake knows, at most as often per person as the rules allow. An approver
+    who is not the proposer then decides on it (`/return-aid/{aid_id}/decision`)."""
+    return _return_aid(app.propose_return_aid(body.person_id, body.country, body.residence_status, body.adults,
+                                              body.children, body.justification, _this_year(), body.envelope_id,
+                                              who.actor))
+
+
+@commands.post("/return-aid/{aid_id}/decision", response_model=ReturnAidView)
+def decide_return_aid(aid_id: UUID, body: ReturnAidDecision, app: App, who: Approver) -> ReturnAidView:
+    """An approver who is not the proposer grants the aid (paid at once from its envelope) or rejects it."""
+    return _return_aid(app.decide_return_aid(aid_id, body.decision, body.justification, who.actor, _this_year()))
+
+
+@queries.get("/return-aid/{aid_id}", response_model=ReturnAidView)
+def get_return_aid(aid_id: UUID, app: App, _: Reader) -> ReturnAidView:
+    return _return_aid(app.get_return_aid(aid_id))
 
 
 # --- the ledger ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from services.funding.domain import (
     Decision,
     Dossier,
     Envelope,
+    Person,
     Purpose,
     ReturnAid,
     RuleVersion,
@@ -144,7 +145,7 @@ class FundingApplication(ServiceApplication):
                         f"no business-creation envelope is open for {dossier.country} in {year}")
                 assert rules is not None and envelope is not None
                 amount = rules.for_country(dossier.country).feasibility_grant_cents
-                dossier.award_feasibility_grant(rules, envelope, amount, payee=self._payee(dossier),
+                dossier.award_feasibility_grant(rules, envelope, year, amount, payee=self._payee(dossier),
                                                 justification="feasibility grant of the rules in force")
             except RuleViolated as refused:
                 dossier.reject_feasibility_grant([f"{refused.rule}: {refused.detail}"],
@@ -168,7 +169,7 @@ class FundingApplication(ServiceApplication):
             require(envelope is not None, "envelope_open",
                     f"no business-creation envelope is open for {dossier.country} in {year}")
             assert envelope is not None
-            dossier.award_feasibility_grant(rules, envelope, amount_cents, self._payee(dossier), justification)
+            dossier.award_feasibility_grant(rules, envelope, year, amount_cents, self._payee(dossier), justification)
             self.save(dossier, envelope)
             return dossier
 
@@ -288,19 +289,56 @@ class FundingApplication(ServiceApplication):
 
     # --- return aid ---------------------------------------------------------------------------------
 
-    def grant_return_aid(self, person_id: UUID, country: str, residence_status: str, adults: int, children: int,
-                         justification: str, year: int, envelope_id: UUID | None) -> ReturnAid:
-        def grant() -> ReturnAid:
+    def learn_person(self, person_id: UUID) -> None:
+        """A person intake knows (from its events): return aid may be proposed for them. Once per person."""
+        if self.find_person(person_id) is None:
+            self.save(Person(person_id=person_id))
+
+    def find_person(self, person_id: UUID) -> Person | None:
+        return self.find(Person, Person.create_id(person_id))
+
+    def get_person(self, person_id: UUID) -> Person:
+        found = self.find_person(person_id)
+        if found is None:
+            raise NotFound("person", person_id)
+        return found
+
+    def propose_return_aid(self, person_id: UUID, country: str, residence_status: str, adults: int, children: int,
+                           justification: str, year: int, envelope_id: UUID | None, proposed_by: str) -> ReturnAid:
+        """A funding officer proposes the aid of the scale in force, from a return-aid envelope of the year."""
+
+        def propose() -> ReturnAid:
+            person = self.get_person(person_id)
             envelope = (self.get_envelope(envelope_id) if envelope_id is not None
                         else self.envelope_for(Purpose.return_aid, year, country))
             require(envelope is not None, "envelope_open", f"no return-aid envelope is open for {country} in {year}")
             assert envelope is not None
-            aid = ReturnAid.grant(self.rules_in_force(), envelope, person_id, country, residence_status, adults,
-                                  children, justification)
-            self.save(aid, envelope)
+            aid = ReturnAid.propose(self.rules_in_force(), envelope, year, person, country, residence_status, adults,
+                                    children, justification, proposed_by)
+            self.save(aid, person)  # the person's count is what refuses a racing second proposal
             return aid
 
-        return retry_on_conflict(grant)
+        return retry_on_conflict(propose)
+
+    @traced("funding decide return aid")
+    def decide_return_aid(self, aid_id: UUID, decision: Decision | str, justification: str, decided_by: str,
+                          year: int) -> ReturnAid:
+        """An approver who is not the proposer grants (pays from the envelope) or rejects the aid."""
+
+        def decide() -> ReturnAid:
+            aid = self.get_return_aid(aid_id)
+            person = self.get_person(aid.person_id)
+            envelope_id = UUID(aid.envelope_id)
+            with self.drawing_on(envelope_id):
+                envelope = self.get_envelope(envelope_id)
+                aid.decide(decision, self.rules_in_force(), envelope, year, person, justification, decided_by)
+                self.save(aid, person, envelope)
+            return aid
+
+        return retry_on_conflict(decide)
+
+    def get_return_aid(self, aid_id: UUID) -> ReturnAid:
+        return self.load(ReturnAid, aid_id, "return aid")
 
     # --- queries ------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """What funding does with other services' events.
 
-From intake: an eligible dossier is registered (its country decides the rules and
-envelopes), a requested feasibility study gets its grant or a reasoned refusal,
+From intake: a person it knows may receive return aid, an eligible dossier is
+registered (its country decides the rules and envelopes), a requested feasibility study gets its grant or a reasoned refusal,
 a dossier sent to the committee asks for financing, a withdrawn or closed one
 ends it (its unpaid reservation goes back to the envelope). From followup: an alert on
 a business suspends its tranches until it is resolved.
@@ -16,12 +16,16 @@ from shared.envelope import CloudEvent
 from shared.topics import event_topic
 
 TOPICS = [event_topic("intake"), event_topic("followup")]
+# Intake's events that tell of a person it knows (their `person_id`): return aid is only for them.
+PERSON_EVENTS = frozenset({"ProjectSubmitted", "PersonRegistered"})
 
 
 def handler(app: FundingApplication):
     def handle(event: CloudEvent) -> None:
         # Intake's and followup's events are keyed and subjected by the dossier's (project's) id.
         if event.service == "intake":
+            if event.name in PERSON_EVENTS and event.data.get("person_id"):
+                app.learn_person(UUID(str(event.data["person_id"])))
             if event.name == "EligibilityAssessed" and event.data.get("eligible") is True:
                 app.register_dossier(UUID(event.subject), country=event.data["country"],
                                      rule_version=event.data["rule_version"])

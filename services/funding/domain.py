@@ -12,11 +12,12 @@ state, so replaying old events never re-checks rules that may have changed:
 - `Dossier`: what funding knows and decided about one promoter's dossier:
   feasibility grant, financing (proposal, four-eyes decision, agreement,
   operator fees), tranches, suspension;
-- `ReturnAid`: one grant of the voluntary return aid.
+- `Person`: a person intake knows, and the return aids counted for them;
+- `ReturnAid`: one voluntary return aid, proposed and decided by two people.
 
 Money: the start-up grant is *reserved* on its envelope when approved and
 *disbursed* tranche by tranche. One-off payments (feasibility grant, operator
-fees, return aid) are disbursed when decided: they are paid at once.
+fees, return aid) are disbursed when decided (a return aid: when approved): they are paid at once.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain import InvalidValue, RuleViolated, require
+from shared.domain import InvalidValue, RuleViolated, require, same_human
 from shared.geography import is_country_code
 
 MAX_TEXT = 2000
@@ -114,14 +115,20 @@ class ReturnAidScale:
     per_adult_cents: int
     per_child_cents: int
     max_cents: int
+    # How many return aids one person may receive (rule versions published without it: 1).
+    max_per_person: int = 1
 
     @classmethod
     def checked(cls, data: dict[str, Any]) -> ReturnAidScale:
         try:
             scale = cls(base_cents=dict(data["base_cents"]), per_adult_cents=data["per_adult_cents"],
-                        per_child_cents=data["per_child_cents"], max_cents=data["max_cents"])
+                        per_child_cents=data["per_child_cents"], max_cents=data["max_cents"],
+                        max_per_person=data.get("max_per_person", 1))
         except (KeyError, TypeError) as exc:
             raise InvalidValue("return_aid", f"incomplete return aid scale: {exc}") from None
+        most = scale.max_per_person
+        if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 100:
+            raise InvalidValue("return_aid.max_per_person", "a whole number from 1 to 100")
         if not scale.base_cents:
             raise InvalidValue("return_aid.base_cents", "give the base amount of at least one residence status")
         for status, cents in scale.base_cents.items():
@@ -393,9 +400,9 @@ class Dossier(Aggregate):
 
     # --- feasibility grant ----------------------------------------------------------------
 
-    def award_feasibility_grant(self, rules: RuleVersion, envelope: Envelope, amount_cents: int, payee: str,
-                                justification: str) -> None:
-        """Grant the feasibility study's money; it is paid at once from the envelope."""
+    def award_feasibility_grant(self, rules: RuleVersion, envelope: Envelope, year: int, amount_cents: int,
+                                payee: str, justification: str) -> None:
+        """Grant the feasibility study's money; it is paid at once from the envelope (of the year)."""
         require(not (self.feasibility_grant and self.feasibility_grant["outcome"] == "awarded"),
                 "feasibility_grant_once", "the dossier already has its feasibility grant")
         amount_cents = _cents("amount_cents", amount_cents)
@@ -404,6 +411,7 @@ class Dossier(Aggregate):
                 f"{amount_cents} cents exceed the feasibility grant of {ceiling} cents under the rules {rules.version}")
         payee, justification = _text("payee", payee, 200), _text("justification", justification)
         self._require_envelope(envelope)
+        require_envelope_of_the_year(envelope, year)
         envelope.pay(self.project_id, amount_cents, from_reserved=False)
         self._feasibility_grant_awarded(amount_cents=amount_cents, payee=payee, envelope_id=str(envelope.id),
                                         rule_version=rules.version, justification=justification)
@@ -485,7 +493,7 @@ class Dossier(Aggregate):
         require(self.financing == FinancingStatus.proposed and self.proposal is not None, "decision_after_proposal",
                 f"a decision needs a proposal (the financing is {self.financing})")
         assert self.proposal is not None
-        require(decided_by != self.proposal["proposed_by"], "four_eyes",
+        require(not same_human(decided_by, self.proposal["proposed_by"]), "four_eyes",
                 "the proposer of a financing cannot decide on it: another approver must")
         justification = _text("justification", justification)
         if decision == Decision.defer:
@@ -690,28 +698,165 @@ class Dossier(Aggregate):
                 f"creation in {self.country}")
 
 
+class Person(Aggregate):
+    """A person intake knows, as funding hears of them (with their dossiers): return aid goes only
+    to such a person, and is counted per person. Its id derives from the person's."""
+
+    @staticmethod
+    def create_id(person_id: UUID) -> UUID:
+        return uuid5(NAMESPACE_URL, f"passerelle/funding/person/{person_id}")
+
+    @event("PersonKnown")
+    def __init__(self, person_id: UUID):
+        self.person_id = person_id
+        self.return_aids: list[str] = []  # the aids proposed for the person and not rejected, in order
+
+    def count_return_aid(self, rules: RuleVersion, aid_id: str) -> None:
+        most = rules.return_aid.max_per_person
+        require(len(self.return_aids) < most, "return_aid_per_person",
+                f"the person already has {len(self.return_aids)} return aid(s) granted or proposed; the rules "
+                f"{rules.version} allow {most}")
+        self._return_aid_counted(aid_id=aid_id)
+
+    @event("ReturnAidCounted")
+    def _return_aid_counted(self, aid_id: str) -> None:
+        self.return_aids.append(aid_id)
+
+    def uncount_return_aid(self, aid_id: str) -> None:
+        """A rejected proposal no longer counts."""
+        if aid_id in self.return_aids:
+            self._return_aid_uncounted(aid_id=aid_id)
+
+    @event("ReturnAidUncounted")
+    def _return_aid_uncounted(self, aid_id: str) -> None:
+        self.return_aids.remove(aid_id)
+
+    def require_within_limit(self, rules: RuleVersion, aid_id: str) -> None:
+        """At the approval, the rules in force then decide how many aids the person may have."""
+        most = rules.return_aid.max_per_person
+        require(aid_id in self.return_aids and self.return_aids.index(aid_id) < most, "return_aid_per_person",
+                f"the rules {rules.version} allow {most} return aid(s) per person; this one would exceed them")
+
+
+def require_envelope_of_the_year(envelope: Envelope, year: int) -> None:
+    """An envelope is a year's budget: a decision draws on the envelope of the year it is made,
+    also when the caller names the envelope."""
+    require(envelope.year == year, "envelope_of_the_year",
+            f"the envelope {envelope.purpose}/{envelope.year}/{envelope.scope} is not of the year {year}")
+
+
+class ReturnAidStatus(StrEnum):
+    proposed = "proposed"
+    granted = "granted"
+    rejected = "rejected"
+
+
 class ReturnAid(Aggregate):
-    """One grant of the voluntary return aid, paid at once from a return-aid envelope."""
+    """One voluntary return aid: proposed by a funding officer, decided by an approver who is not
+    the proposer (four eyes), paid at once from a return-aid envelope of the year when granted.
+
+    Before proposals existed an aid was granted at once: those aids' only event is a
+    `ReturnAidGranted` that created them (read by `ReturnAidGranted.mutate`).
+    """
 
     @classmethod
-    def grant(cls, rules: RuleVersion, envelope: Envelope, person_id: UUID, country: str, residence_status: str,
-              adults: int, children: int, justification: str) -> ReturnAid:
-        require(envelope.covers(Purpose.return_aid, country), "envelope_covers_return_aid",
-                f"the envelope {envelope.purpose}/{envelope.year}/{envelope.scope} does not fund return aid "
-                f"to {country}")
+    def propose(cls, rules: RuleVersion, envelope: Envelope, year: int, person: Person, country: str,
+                residence_status: str, adults: int, children: int, justification: str, proposed_by: str
+                ) -> ReturnAid:
+        """The amount is the scale's in force now; the envelope is checked now and again at the approval."""
+        _require_return_aid_envelope(envelope, country, year)
         amount_cents = rules.return_aid.amount(residence_status, adults, children)
         require(amount_cents > 0, "return_aid_positive", "the scale gives nothing for this household")
-        aid = cls(person_id=person_id, country=country, residence_status=residence_status, adults=adults,
+        aid = cls(person_id=person.person_id, country=country, residence_status=residence_status, adults=adults,
                   children=children, amount_cents=amount_cents, envelope_id=str(envelope.id),
-                  rule_version=rules.version, justification=_text("justification", justification))
-        envelope.pay(str(aid.id), amount_cents, from_reserved=False)
+                  rule_version=rules.version, justification=_text("justification", justification),
+                  proposed_by=proposed_by)
+        person.count_return_aid(rules, str(aid.id))
         return aid
 
-    @event("ReturnAidGranted")
+    @event("ReturnAidProposed")
     def __init__(self, person_id: UUID, country: str, residence_status: str, adults: int, children: int,
-                 amount_cents: int, envelope_id: str, rule_version: str, justification: str):
+                 amount_cents: int, envelope_id: str, rule_version: str, justification: str, proposed_by: str):
         self.person_id = person_id
         self.country = country
+        self.residence_status = residence_status
+        self.adults = adults
+        self.children = children
         self.amount_cents = amount_cents
         self.envelope_id = envelope_id
         self.rule_version = rule_version
+        self.proposed_by: str | None = proposed_by
+        self.decided_by: str | None = None
+        self.status = ReturnAidStatus.proposed
+
+    def decide(self, decision: Decision | str, rules: RuleVersion, envelope: Envelope, year: int, person: Person,
+               justification: str, decided_by: str) -> None:
+        """Approve (the aid is paid from the envelope) or reject, with a justification; never by the proposer."""
+        try:
+            decision = Decision(decision)
+        except ValueError:
+            raise InvalidValue("decision", f"one of {', '.join(Decision)}") from None
+        require(decision != Decision.defer, "return_aid_decision", "a return aid is approved or rejected")
+        require(self.status == ReturnAidStatus.proposed, "decision_after_proposal",
+                f"the return aid is already {self.status}")
+        assert self.proposed_by is not None
+        require(not same_human(decided_by, self.proposed_by), "four_eyes",
+                "the proposer of a return aid cannot decide on it: another approver must")
+        justification = _text("justification", justification)
+        if decision == Decision.reject:
+            person.uncount_return_aid(str(self.id))
+            self._rejected(decided_by=decided_by, justification=justification, rule_version=rules.version)
+            return
+        assert str(envelope.id) == self.envelope_id
+        _require_return_aid_envelope(envelope, self.country, year)
+        person.require_within_limit(rules, str(self.id))
+        envelope.pay(str(self.id), self.amount_cents, from_reserved=False)
+        self.trigger_event(self.ReturnAidGranted, person_id=self.person_id, country=self.country,
+                           residence_status=self.residence_status, adults=self.adults, children=self.children,
+                           amount_cents=self.amount_cents, envelope_id=self.envelope_id,
+                           rule_version=self.rule_version, justification=justification, approved_by=decided_by,
+                           proposed_by=self.proposed_by)
+
+    class ReturnAidGranted(Aggregate.Event):
+        """The aid is granted and paid. The amount is the proposal's (the scale of `rule_version`)."""
+
+        person_id: UUID
+        country: str
+        residence_status: str
+        adults: int
+        children: int
+        amount_cents: int
+        envelope_id: str
+        rule_version: str
+        justification: str
+        approved_by: str | None  # None: granted at once, before proposals existed
+        proposed_by: str | None
+
+        def mutate(self, aggregate: Any) -> Any:
+            if aggregate is None:  # an aid granted at once (stored before proposals): this event created it
+                aid = ReturnAid.__new__(ReturnAid)
+                aid.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+                aid.person_id, aid.country, aid.residence_status = self.person_id, self.country, self.residence_status
+                aid.adults, aid.children, aid.amount_cents = self.adults, self.children, self.amount_cents
+                aid.envelope_id, aid.rule_version = self.envelope_id, self.rule_version
+                aid.proposed_by = None
+                aid.decided_by = vars(self).get("approved_by")
+                aid.status = ReturnAidStatus.granted
+                return aid
+            return super().mutate(aggregate)
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = ReturnAidStatus.granted
+            aggregate.decided_by = self.approved_by
+
+    @event("ReturnAidRejected")
+    def _rejected(self, decided_by: str, justification: str, rule_version: str) -> None:
+        self.status = ReturnAidStatus.rejected
+        self.decided_by = decided_by
+
+
+def _require_return_aid_envelope(envelope: Envelope, country: str, year: int) -> None:
+    require(envelope.covers(Purpose.return_aid, country), "envelope_covers_return_aid",
+            f"the envelope {envelope.purpose}/{envelope.year}/{envelope.scope} does not fund return aid "
+            f"to {country}")
+    require_envelope_of_the_year(envelope, year)

@@ -22,9 +22,10 @@ from services.intake.domain import (
 from services.intake.projections import dossiers
 from shared.api import Strict
 from shared.auth import Principal, Role, requires
-from shared.domain import InvalidValue, NotFound
+from shared.domain import InvalidValue
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
+from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped, timeline_for
 from shared.projections import after_cursor, cursor_of
 
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
@@ -197,6 +198,45 @@ class ProjectPage(BaseModel):
     next_cursor: str | None
 
 
+# What a partner reads of its dossiers: the fields the partner feed shares, nothing else (no person,
+# no promoter, no title nor description, no officers, no summaries written for the officers).
+class ProjectSummaryForPartner(BaseModel):
+    id: UUID
+    status: str
+    country: str
+    french_region: str
+    sector: str
+    requested_amount_cents: int
+    support_structure_id: str | None
+    local_operator_id: str | None
+
+
+class ProjectPageForPartner(BaseModel):
+    items: list[ProjectSummaryForPartner]
+    next_cursor: str | None
+
+
+class ProjectForPartner(BaseModel):
+    id: UUID
+    status: str
+    version: int
+    country: str
+    french_region: str
+    sector: str
+    requested_amount_cents: int
+    own_contribution_cents: int
+    planned_jobs: int
+    support_structure_id: str | None
+    local_operator_id: str | None
+    eligible: bool | None
+    skills_review_done: bool | None = Field(description="for the support structure (null for the local operator)")
+    trainings: list[dict[str, Any]] = Field(description="course, hours, completed_on: for the support structure")
+    feasibility_conclusion: str | None
+    feasibility_grant_amount_cents: int | None
+    financing_decision: str | None
+    timeline: list[dict[str, Any]] = Field(description="type, version and time of each event (not who)")
+
+
 async def intake(request: Request) -> IntakeApplication:
     return request.app.state.runtime.app
 
@@ -208,11 +248,15 @@ def _state(project: Project) -> ProjectState:
     return ProjectState(id=project.id, status=project.status, version=project.version)
 
 
-def _visible(project: Project, who: Principal) -> None:
-    """A partner sees only the dossiers assigned to it (others: 404, not to reveal they exist)."""
-    if who.partner_scope is not None and who.partner_scope not in (project.support_structure_id,
-                                                                    project.local_operator_id):
-        raise NotFound("dossier", project.id)
+def _partners(app: IntakeApplication, project_id: UUID) -> DossierPartners | None:
+    project = app.find(Project, project_id)
+    return None if project is None else DossierPartners(project.support_structure_id, project.local_operator_id)
+
+
+# A partner reaches only the dossiers assigned to it, and acts by its kind (shared/partner_scope.py).
+Reachable = Depends(partner_scoped(_partners))
+SupportStructureAct = Depends(partner_scoped(_partners, kind=PartnerKind.support_structure))
+LocalOperatorAct = Depends(partner_scoped(_partners, kind=PartnerKind.local_operator))
 
 
 commands = command_router(prefix="/v1", tags=["dossiers"])
@@ -232,35 +276,41 @@ def submit_project(body: SubmitProject, app: App, response: Response,
     return ProjectCreated(id=project.id, reference=project.reference, status=project.status)
 
 
-@queries.get("/projects", response_model=ProjectPage)
+@queries.get("/projects", response_model=ProjectPage | ProjectPageForPartner)
 def list_projects(request: Request, who: Annotated[Principal, Depends(requires(*READERS))],
-                  status: str | None = None, country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+                  own: Annotated[str | None, Depends(partner_listing())], status: str | None = None,
+                  country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
                   partner_id: str | None = None, cursor: str | None = None,
-                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ProjectPage:
-    """Dossiers, newest last, filtered; follow `next_cursor` for the next page."""
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ProjectPage | ProjectPageForPartner:
+    """Dossiers, newest last, filtered; follow `next_cursor` for the next page (a partner: its own dossiers,
+    `ProjectPageForPartner`)."""
     query = select(dossiers).order_by(dossiers.c.submitted_at, dossiers.c.id).limit(limit + 1)
     if status:
         query = query.where(dossiers.c.status == status)
     if country:
         query = query.where(dossiers.c.country == country)
-    if who.partner_scope is not None:
-        partner_id = who.partner_scope
+    if own is not None:
+        partner_id = own
     if partner_id:
         query = query.where(or_(dossiers.c.support_structure_id == partner_id,
                                 dossiers.c.local_operator_id == partner_id))
     query = after_cursor(query, cursor, dossiers.c.submitted_at, dossiers.c.id)
     with request.app.state.runtime.projector.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    page = [ProjectSummary(**row) for row in rows[:limit]]
     next_cursor = cursor_of(rows[limit - 1]["submitted_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
-    return ProjectPage(items=page, next_cursor=next_cursor)
+    if own is not None:
+        return ProjectPageForPartner(items=[ProjectSummaryForPartner(**row) for row in rows[:limit]],
+                                     next_cursor=next_cursor)
+    return ProjectPage(items=[ProjectSummary(**row) for row in rows[:limit]], next_cursor=next_cursor)
 
 
-@queries.get("/projects/{project_id}", response_model=ProjectDetail)
-def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(requires(*READERS))]) -> ProjectDetail:
-    """A dossier as it is now, with the timeline of its events."""
+@queries.get("/projects/{project_id}", response_model=ProjectDetail | ProjectForPartner, dependencies=[Reachable])
+def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(requires(*READERS))]
+                ) -> ProjectDetail | ProjectForPartner:
+    """A dossier as it is now, with the timeline of its events (a partner: `ProjectForPartner`, its own dossiers)."""
     project, timeline = app.load_with_timeline(Project, project_id, "dossier")
-    _visible(project, who)
+    if who.partner_scope is not None:
+        return _for_partner(project, timeline, who)
     return ProjectDetail(
         id=project.id, reference=project.reference, status=project.status, version=project.version,
         person_id=project.person_id,
@@ -276,6 +326,27 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
         skills_review=project.skills_review, trainings=project.trainings, business_plan=project.business_plan,
         feasibility_conclusion=project.feasibility_conclusion, feasibility_grant=project.feasibility_grant,
         financing=project.financing, closure_reason=project.closure_reason, timeline=timeline,
+    )
+
+
+def _for_partner(project: Project, timeline: list[dict[str, Any]], who: Principal) -> ProjectForPartner:
+    grant, financing = project.feasibility_grant or {}, project.financing or {}
+    # The preparation is the support structure's work: the local operator is not told of it (as on its feed).
+    preparing = who.partner_scope == project.support_structure_id
+    return ProjectForPartner(
+        id=project.id, status=project.status, version=project.version, country=project.country,
+        french_region=project.french_region, sector=project.sector,
+        requested_amount_cents=project.requested_amount_cents,
+        own_contribution_cents=project.own_contribution_cents, planned_jobs=project.planned_jobs,
+        support_structure_id=project.support_structure_id, local_operator_id=project.local_operator_id,
+        eligible=project.eligibility["eligible"] if project.eligibility else None,
+        skills_review_done=project.skills_review is not None if preparing else None,
+        trainings=[{k: t.get(k) for k in ("course", "hours", "completed_on")} for t in project.trainings]
+        if preparing else [],
+        feasibility_conclusion=project.feasibility_conclusion,
+        feasibility_grant_amount_cents=grant.get("amount_cents") if grant.get("outcome") == "awarded" else None,
+        financing_decision=financing.get("decision"),
+        timeline=timeline_for(who, timeline),
     )
 
 
@@ -300,10 +371,6 @@ Officer = Annotated[Principal, Depends(requires(Role.intake_officer))]
 OfficerOrPartner = Annotated[Principal, Depends(requires(Role.intake_officer, Role.partner))]
 
 
-def _assigned_partner(app: IntakeApplication, project_id: UUID, who: Principal) -> None:
-    _visible(app.get_project(project_id), who)
-
-
 @commands.post("/projects/{project_id}/consent", response_model=ProjectState)
 def record_consent(project_id: UUID, body: Consent, app: App, _: Officer) -> ProjectState:
     """The promoter's consent to processing (purposes) and to sharing with named partners."""
@@ -315,23 +382,20 @@ def withdraw_consent(project_id: UUID, body: Consent, app: App, _: Officer) -> P
     return _state(app.withdraw_consent(project_id, body.purposes, body.partners))
 
 
-@commands.post("/projects/{project_id}/skills-review", response_model=ProjectState)
-def complete_skills_review(project_id: UUID, body: SkillsReview, app: App, who: OfficerOrPartner) -> ProjectState:
+@commands.post("/projects/{project_id}/skills-review", response_model=ProjectState, dependencies=[SupportStructureAct])
+def complete_skills_review(project_id: UUID, body: SkillsReview, app: App, _: OfficerOrPartner) -> ProjectState:
     """The support structure's review of the promoter's skills (bilan de compétences)."""
-    _assigned_partner(app, project_id, who)
     return _state(app.complete_skills_review(project_id, body.summary))
 
 
-@commands.post("/projects/{project_id}/trainings", response_model=ProjectState)
-def record_training(project_id: UUID, body: Training, app: App, who: OfficerOrPartner) -> ProjectState:
-    _assigned_partner(app, project_id, who)
+@commands.post("/projects/{project_id}/trainings", response_model=ProjectState, dependencies=[SupportStructureAct])
+def record_training(project_id: UUID, body: Training, app: App, _: OfficerOrPartner) -> ProjectState:
     return _state(app.record_training(project_id, body.course, body.hours, body.completed_on.isoformat()))
 
 
-@commands.post("/projects/{project_id}/business-plan", response_model=ProjectState)
-def record_business_plan(project_id: UUID, body: BusinessPlan, app: App, who: OfficerOrPartner) -> ProjectState:
+@commands.post("/projects/{project_id}/business-plan", response_model=ProjectState, dependencies=[SupportStructureAct])
+def record_business_plan(project_id: UUID, body: BusinessPlan, app: App, _: OfficerOrPartner) -> ProjectState:
     """The business plan with its budget lines, own contribution and planned jobs."""
-    _assigned_partner(app, project_id, who)
     return _state(app.record_business_plan(project_id, [line.model_dump() for line in body.budget_lines],
                                            body.own_contribution_cents, body.planned_jobs))
 
@@ -342,10 +406,10 @@ def request_feasibility_study(project_id: UUID, app: App, _: Officer) -> Project
     return _state(app.request_feasibility_study(project_id))
 
 
-@commands.post("/projects/{project_id}/feasibility-study/conclusion", response_model=ProjectState)
-def complete_feasibility_study(project_id: UUID, body: StudyConclusion, app: App, who: OfficerOrPartner) -> ProjectState:
+@commands.post("/projects/{project_id}/feasibility-study/conclusion", response_model=ProjectState,
+               dependencies=[LocalOperatorAct])
+def complete_feasibility_study(project_id: UUID, body: StudyConclusion, app: App, _: OfficerOrPartner) -> ProjectState:
     """The local operator's conclusion: feasible or not."""
-    _assigned_partner(app, project_id, who)
     return _state(app.complete_feasibility_study(project_id, body.conclusion, body.summary))
 
 

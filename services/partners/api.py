@@ -23,9 +23,9 @@ from services.partners.domain import (
 from services.partners.projections import as_list, assignments, partners
 from shared.api import Strict
 from shared.auth import Principal, Role, requires
-from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN, FRENCH_REGIONS
 from shared.http import command_router
+from shared.partner_scope import DossierPartners, partner_listing, partner_scoped, timeline_for
 from shared.projections import after_cursor, cursor_of
 
 FrenchRegion = Literal[FRENCH_REGIONS]  # type: ignore[valid-type]
@@ -190,7 +190,8 @@ def register_partner(body: RegisterPartner, app: App, response: Response, _: Off
 
 
 @queries.get("/partners", response_model=PartnerPage)
-def list_partners(request: Request, who: Reader, kind: PartnerKind | None = None,
+def list_partners(request: Request, _: Reader, own: Annotated[str | None, Depends(partner_listing())],
+                  kind: PartnerKind | None = None,
                   country: Annotated[str | None, Query(pattern=COUNTRY_PATTERN)] = None,
                   region: FrenchRegion | None = None,  # type: ignore[valid-type]
                   status: Literal["active", "suspended"] | None = None, cursor: str | None = None,
@@ -205,7 +206,7 @@ def list_partners(request: Request, who: Reader, kind: PartnerKind | None = None
         query = query.where(partners.c.region == region)
     if status:
         query = query.where(partners.c.status == status)
-    if (own := who.partner_scope) is not None:
+    if own is not None:
         query = query.where(partners.c.id == own)
     query = after_cursor(query, cursor, partners.c.registered_at, partners.c.id)
     with _engine(request).connect() as conn:
@@ -216,12 +217,25 @@ def list_partners(request: Request, who: Reader, kind: PartnerKind | None = None
     return PartnerPage(items=items, next_cursor=next_cursor)
 
 
-@queries.get("/partners/{partner_id}", response_model=PartnerDetail)
+def _itself(app: PartnersApplication, partner_id: UUID) -> DossierPartners | None:
+    """A partner record is its own partner's (of whichever kind): another partner's is 404."""
+    partner = app.find(Partner, partner_id)
+    if partner is None:
+        return None
+    return DossierPartners(support_structure_id=str(partner_id)) if partner.kind == PartnerKind.support_structure \
+        else DossierPartners(local_operator_id=str(partner_id))
+
+
+def _assigned(app: PartnersApplication, project_id: UUID) -> DossierPartners | None:
+    assignment = app.find(Assignment, project_id)
+    return None if assignment is None else DossierPartners(assignment.support_structure_id,
+                                                           assignment.local_operator_id)
+
+
+@queries.get("/partners/{partner_id}", response_model=PartnerDetail,
+             dependencies=[Depends(partner_scoped(_itself, what="partner", path_param="partner_id"))])
 def get_partner(partner_id: UUID, request: Request, app: App, who: Reader) -> PartnerDetail:
     """A partner as it is now, with its caseload and the timeline of its events."""
-    own = who.partner_scope
-    if own is not None and own != str(partner_id):
-        raise NotFound("partner", partner_id)  # 404, not 403: do not reveal who else is in the network
     partner, timeline = app.load_with_timeline(Partner, partner_id, "partner")
     with _engine(request).connect() as conn:
         row = conn.execute(select(partners).where(partners.c.id == str(partner_id))).mappings().first()
@@ -233,7 +247,7 @@ def get_partner(partner_id: UUID, request: Request, app: App, who: Reader) -> Pa
         available=available and partner.kind != PartnerKind.financial_partner, status=partner.status,
         suspension_reason=partner.suspension_reason,
         accreditation=AccreditationView(**partner.accreditation) if partner.accreditation else None,
-        feed_enabled=partner.feed_enabled, version=partner.version, timeline=timeline,
+        feed_enabled=partner.feed_enabled, version=partner.version, timeline=timeline_for(who, timeline),
     )
 
 
@@ -267,13 +281,14 @@ def enable_feed(partner_id: UUID, app: App, _: Officer) -> PartnerState:
 
 
 @queries.get("/caseloads", response_model=list[Caseload])
-def caseloads(request: Request, who: Reader, kind: PartnerKind | None = None) -> list[Caseload]:
+def caseloads(request: Request, _: Reader, own: Annotated[str | None, Depends(partner_listing())],
+              kind: PartnerKind | None = None) -> list[Caseload]:
     """Every partner's dossiers in hand against its capacity, most loaded (relative to capacity) first."""
     query = select(partners.c.id, partners.c.name, partners.c.kind, partners.c.status, partners.c.capacity,
                    partners.c.caseload).order_by(partners.c.name, partners.c.id)
     if kind:
         query = query.where(partners.c.kind == kind)
-    if (own := who.partner_scope) is not None:
+    if own is not None:
         query = query.where(partners.c.id == own)
     with _engine(request).connect() as conn:
         rows = conn.execute(query).mappings().all()
@@ -287,7 +302,7 @@ def caseloads(request: Request, who: Reader, kind: PartnerKind | None = None) ->
 
 
 @queries.get("/assignments", response_model=AssignmentPage)
-def list_assignments(request: Request, who: Reader,
+def list_assignments(request: Request, _: Reader, own: Annotated[str | None, Depends(partner_listing())],
                      status: Literal["requested", "pending", "assigned", "ended"] | None = None,
                      partner_id: UUID | None = None, cursor: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> AssignmentPage:
@@ -295,7 +310,7 @@ def list_assignments(request: Request, who: Reader,
     query = select(assignments).order_by(assignments.c.requested_at, assignments.c.project_id).limit(limit + 1)
     if status:
         query = query.where(assignments.c.status == status)
-    involving = who.partner_scope or (str(partner_id) if partner_id else None)
+    involving = own or (str(partner_id) if partner_id else None)
     if involving:
         query = query.where(or_(assignments.c.support_structure_id == involving,
                                 assignments.c.local_operator_id == involving))
@@ -309,19 +324,17 @@ def list_assignments(request: Request, who: Reader,
     return AssignmentPage(items=items, next_cursor=next_cursor)
 
 
-@queries.get("/assignments/{project_id}", response_model=AssignmentDetail)
+@queries.get("/assignments/{project_id}", response_model=AssignmentDetail,
+             dependencies=[Depends(partner_scoped(_assigned, what="assignment"))])
 def get_assignment(project_id: UUID, app: App, who: Reader) -> AssignmentDetail:
     """A dossier's partners, or the roles it still waits for. 404 when the dossier never asked for partners."""
     assignment, timeline = app.load_with_timeline(Assignment, project_id, "assignment")
-    own = who.partner_scope
-    if own is not None and not assignment.involves(own):
-        raise NotFound("assignment", project_id)
     return AssignmentDetail(
         project_id=project_id, status=assignment.status, country=assignment.country,
         french_region=assignment.french_region, sector=assignment.sector,
         support_structure_id=assignment.support_structure_id, local_operator_id=assignment.local_operator_id,
         sector_matched=assignment.sector_matched, missing=assignment.missing, end_reason=assignment.end_reason,
-        version=assignment.version, timeline=timeline,
+        version=assignment.version, timeline=timeline_for(who, timeline),
     )
 
 

@@ -118,5 +118,5 @@ def test_a_paid_dossier_is_followed_and_its_alert_reaches_kafka(start_service, k
     events = [CloudEvent.parse(r.value) for r in records]
     raised = [e for e in events if e.name == "AlertRaised"]
     assert len(raised) == 1 and raised[0].subject == project_id and raised[0].data["project_id"] == project_id
-    assert raised[0].actor == f"partner:{operator}"
+    assert raised[0].actor.startswith(f"user:{followup.settings.jwt_issuer}#")  # the human, not the partner
     assert next(r for r in records if CloudEvent.parse(r.value).name == "AlertRaised").key.decode() == project_id

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.funding.application import example_rules
-from tests.conftest import bearer, wait_for
+from tests.conftest import actor, bearer, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -190,7 +190,7 @@ def check_the_auditors_ledger(funding, project_id: str, envelope_id: str, servic
         kinds = [d["kind"] for d in rebuilt["decisions"] if d["project_id"] == project_id]
         assert {"FinancingProposed", "FinancingApproved", "FeasibilityGrantAwarded"} <= set(kinds), kinds
         approval = next(d for d in rebuilt["decisions"] if d["kind"] == "FinancingApproved")
-        assert approval["decided_by"] == "user:anna" and approval["envelope_id"] == envelope_id
+        assert approval["decided_by"] == actor(settings, "anna") and approval["envelope_id"] == envelope_id
         envelope = next(e for e in rebuilt["envelopes"] if e["id"] == envelope_id)
         kept = httpx.get(f"{funding.url}/v1/envelopes/{envelope_id}", headers=bearer(settings, "auditor")).json()
         assert envelope["disbursed_cents"] > 0 and envelope["reserved_cents"] > 0  # two tranches paid, one to go
@@ -268,7 +268,7 @@ def export_the_ledger(funding, approval: dict) -> None:
     assert now.returncode == 0, now.stdout + now.stderr  # every log verifies
     rows = list(csv.DictReader(open(out / "ledger.csv")))
     assert approval["id"] in [r["id"] for r in rows]
-    assert next(r for r in rows if r["id"] == approval["id"])["decided_by"] == "user:anna"
+    assert next(r for r in rows if r["id"] == approval["id"])["decided_by"] == actor(funding.settings, "anna")
     assert json.loads((out / "ledger.json").read_text())["envelopes"]
     long_ago = subprocess.run([sys.executable, "-m", "services.audit.cli", "--out", str(out), "--as-of", "2020-01-01"],
                               env=env, capture_output=True, text=True, timeout=120)

@@ -45,6 +45,14 @@ def alert(name: str, project_id: str, alert_id: str, version: int) -> tuple[byte
     return record("followup", name, project_id, version, alert_id=alert_id, reason="business in difficulty")
 
 
+def person_known(person_id: str, project_id: str | None = None) -> tuple[bytes, bytes]:
+    """Intake's ProjectSubmitted of a dossier of the person (the promoter's data: ciphertext only)."""
+    return record("intake", "ProjectSubmitted", project_id or new_project(), 1, reference="PAS-T",
+                  person_id=person_id, promoter_ciphertext="v1.c2VjcmV0", country="SN", french_region="FR-IDF",
+                  sector="trade", title="t", description="", requested_amount_cents=650_000,
+                  own_contribution_cents=100_000, planned_jobs=3)
+
+
 def new_project() -> str:
     return str(uuid.uuid4())
 

@@ -97,7 +97,7 @@ class Service:
         position = self.app.tracking_position(name)
         return position is not None and position >= offset
 
-    def financed_dossier(self, operator: str = OPERATOR, country: str = "SN") -> str:
+    def financed_dossier(self, operator: str = OPERATOR, country: str = "SN", support: str | None = None) -> str:
         """A dossier submitted, assigned, sent to committee, approved and paid its first tranche.
 
         Topics are read side by side in no set order between them: the facts that come before
@@ -118,7 +118,8 @@ class Service:
             ("intake", "ProjectSentToCommittee", project_id, 8, PAID_AT - timedelta(days=60), {
                 "requested_amount_cents": 500_000, "own_contribution_cents": 120_000, "planned_jobs": 3}),
             ("partners", "PartnersAssigned", project_id, 2, PAID_AT - timedelta(days=290), {
-                "project_id": project_id, "support_structure_id": str(uuid.uuid4()), "local_operator_id": operator,
+                "project_id": project_id, "support_structure_id": support or str(uuid.uuid4()),
+                "local_operator_id": operator,
                 "sector_matched": True}),
         )
         self.publish(
@@ -233,7 +234,9 @@ def test_a_financed_dossier_is_followed_to_its_outcome_and_its_alerts_reach_kafk
     assert types[:1] + types[4:] == [
         "DossierNoted", "FinancingNoted", "FollowUpOpened", "BusinessLaunched", "FollowUpVisitLogged", "FollowUpVisitLogged", "AlertRaised",
         "FollowUpVisitLogged", "AlertResolved", "FollowUpCompleted"]
-    assert done["timeline"][6]["actor"] == f"partner:{OPERATOR}"
+    # The human who logged it acts, for the partner organisation recorded beside them.
+    assert done["timeline"][6]["actor"].startswith(f"user:{service.settings.jwt_issuer}#")
+    assert done["timeline"][6]["partner_id"] == OPERATOR
 
     # What funding reads: keyed and subjected by the dossier, alert ids matching, every event naming the dossier.
     events = [e for e in followup_events(service, 15) if e.subject == project_id]
@@ -264,16 +267,23 @@ def test_a_redelivered_or_later_tranche_opens_nothing_more(service):
 
 
 def test_a_partner_records_only_on_the_dossiers_it_follows(service):
-    mine = service.financed_dossier()
+    support = str(uuid.uuid4())
+    mine = service.financed_dossier(support=support)
     theirs = service.financed_dossier(operator=OTHER_OPERATOR)
     before = service.written()
+    # Another partner's follow-up is 404, as one that does not exist: nothing tells it exists.
     refused = assert_problem(service.post(theirs, "launch", {"launched_on": "2026-02-01", "legal_form": "GIE",
-                                                             "registration": "R"}), 403)
-    assert refused["status"] == 403
-    assert_problem(service.post(theirs, "visits", visit("x", "2026-02-01")), 403)
+                                                             "registration": "R"}), 404)
+    assert refused["status"] == 404
+    assert_problem(service.post(theirs, "visits", visit("x", "2026-02-01")), 404)
     assert_problem(service.get(theirs, headers=service.operator), 404)
     nobody = bearer(service.settings, "partner")  # a partner token without partner id
-    assert_problem(service.post(mine, "visits", visit("x", "2026-02-01"), headers=nobody), 403)
+    assert_problem(service.post(mine, "visits", visit("x", "2026-02-01"), headers=nobody), 404)
+    # The dossier's support structure does not do the local operator's work.
+    structure = bearer(service.settings, "partner", partner_id=support)
+    assert_problem(service.post(mine, "launch", {"launched_on": "2026-02-01", "legal_form": "GIE",
+                                                 "registration": "R"}, headers=structure), 403)
+    assert_problem(service.post(mine, "visits", visit("x", "2026-02-01"), headers=structure), 403)
     assert_problem(service.post(mine, "launch", {"launched_on": "2026-02-01", "legal_form": "GIE",
                                                  "registration": "R"}, headers=bearer(service.settings, "auditor")),
                    403)
@@ -282,7 +292,9 @@ def test_a_partner_records_only_on_the_dossiers_it_follows(service):
     assert service.written() == before
 
     service.launch(mine)  # the dossier's own local operator may
-    assert service.get(mine, headers=service.operator).status_code == 200
+    read = service.get(mine, headers=service.operator)
+    assert read.status_code == 200 and all("actor" not in t for t in read.json()["timeline"])
+    assert_problem(service.get(mine, headers=structure), 403)
     listed = service.client.get("/v1/followups", headers=service.operator).json()["items"]
     assert [f["project_id"] for f in listed] == [mine]
     # An officer launches any dossier.

@@ -15,16 +15,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.funding.application import FundingApplication
+from services.funding.domain import Purpose, ReturnAid
 from services.funding.main import create_app
 from shared.conflicts import retry_on_conflict
 from shared.domain import RuleViolated
 from shared.store import CommandContext, acting
-from tests.conftest import bearer, wait_for
+from shared.auth import issue_token
+from tests.conftest import actor, bearer, wait_for
 from tests.integration.funding_tools import (
     alert,
     record,
     eligible,
     new_project,
+    person_known,
     publish,
     rules_body,
     sent_to_committee,
@@ -184,11 +187,26 @@ def test_four_eyes_the_proposer_cannot_decide_and_the_approval_records_what_it_r
     r = approve(funding, project_id)
     assert r.status_code == 200, r.text
     approval = r.json()["approval"]
-    assert approval["approved_by"] == "user:anna" and approval["rule_version"] == "2026.1"
+    assert approval["approved_by"] == actor(funding.settings, "anna") and approval["rule_version"] == "2026.1"
     assert approval["dossier_version"] == 8 and approval["envelope_id"] == envelope_id
     assert approval["code_version"]
     refused(approve(funding, project_id, bearer(funding.settings, "funding_approver", sub="bob")),
             "decision_after_proposal")
+
+
+def test_a_token_mixing_partner_and_staff_roles_is_refused_so_nobody_approves_their_own_proposal(funding):
+    envelope_id = ready(funding)
+    project_id = proposed(funding, envelope_id)
+    # Olga proposed; a token naming her a partner too used to be recorded as the partner, not as her.
+    mixed = {"Authorization": "Bearer " + issue_token(funding.settings, "funding_approver", sub="olga",
+                                                      partner_id="operator-1",
+                                                      roles=["funding_approver", "partner"])}
+    before = stored_events(funding)
+    r = approve(funding, project_id, mixed)
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert "partner role alone" in r.json()["detail"]
+    assert funding.get(f"/v1/financing/{project_id}", headers=mixed).status_code == 403
+    assert stored_events(funding) == before
 
 
 def test_a_proposal_above_the_ceiling_in_force_is_refused(funding):
@@ -307,8 +325,10 @@ def test_tranches_wait_for_reconciliation_and_for_alerts_to_be_resolved(funding)
     assert funding.post(f"/v1/financing/{project_id}/tranches/1/evidence", json=evidence,
                         headers=stranger).status_code == 404
     operator = bearer(funding.settings, "partner", partner_id="operator-1")
-    assert funding.post(f"/v1/financing/{project_id}/tranches/1/evidence", json=evidence,
-                        headers=operator).status_code == 200
+    sent = funding.post(f"/v1/financing/{project_id}/tranches/1/evidence", json=evidence, headers=operator)
+    assert sent.status_code == 200 and sent.json()["tranches"][0]["evidenced_cents"] == 300_000
+    # The operator reads back its tranches, not the officers who proposed and approved nor the payees.
+    assert "olga" not in sent.text and "anna" not in sent.text and "payee" not in sent.text
     assert funding.post(f"/v1/financing/{project_id}/tranches/1/reconciliation",
                         headers=funding.officer).status_code == 200
 
@@ -383,19 +403,123 @@ def test_a_withdrawn_dossier_gives_its_reservation_back_once(funding):
 # --- return aid, the ledger -------------------------------------------------------------------------------
 
 
-def test_return_aid_follows_the_scale_from_its_own_envelope(funding):
-    ready(funding)
-    body = {"person_id": new_project(), "country": "SN", "residence_status": "regular", "adults": 1, "children": 2,
-            "justification": "a family of four returns to Thiès"}
-    refused(funding.post("/v1/return-aid", json=body, headers=funding.officer), "envelope_open")
-    aid_envelope = funding.post("/v1/envelopes", json={"year": YEAR, "amount_cents": 1_000_000,
-                                                       "purpose": "return_aid"}, headers=funding.approver).json()
-    r = funding.post("/v1/return-aid", json=body, headers=funding.officer)
+def known_person(client) -> str:
+    person_id = str(uuid.uuid4())
+    publish(client.settings, "intake", [person_known(person_id)])
+    wait_for(lambda: client.app.state.runtime.app.find_person(uuid.UUID(person_id)), what="the person known")
+    return person_id
+
+
+def return_aid_envelope(client, year: int = YEAR) -> dict:
+    r = client.post("/v1/envelopes", json={"year": year, "amount_cents": 1_000_000, "purpose": "return_aid"},
+                    headers=client.approver)
     assert r.status_code == 201, r.text
-    assert r.json()["amount_cents"] == 65_000 + 50_000 + 2 * 25_000
-    assert r.json()["envelope_id"] == aid_envelope["id"]
-    assert funding.get(f"/v1/envelopes/{aid_envelope['id']}", headers=funding.auditor).json()[
-        "disbursed_cents"] == 165_000
+    return r.json()
+
+
+def aid_body(person_id: str, **extra) -> dict:
+    return {"person_id": person_id, "country": "SN", "residence_status": "regular", "adults": 1, "children": 2,
+            "justification": "a family of four returns to Thiès", **extra}
+
+
+def decide_aid(client, aid_id: str, who=None, decision: str = "approve"):
+    return client.post(f"/v1/return-aid/{aid_id}/decision", headers=who or client.approver,
+                       json={"decision": decision, "justification": "the household is as declared"})
+
+
+def test_return_aid_is_proposed_then_granted_by_another_human_from_its_own_envelope(funding):
+    ready(funding)
+    person_id = known_person(funding)
+    refused(funding.post("/v1/return-aid", json=aid_body(person_id), headers=funding.officer), "envelope_open")
+    aid_envelope = return_aid_envelope(funding)
+    r = funding.post("/v1/return-aid", json=aid_body(person_id), headers=funding.officer)
+    assert r.status_code == 201, r.text
+    aid = r.json()
+    assert aid["amount_cents"] == 65_000 + 50_000 + 2 * 25_000 and aid["status"] == "proposed"
+    assert aid["envelope_id"] == aid_envelope["id"] and aid["proposed_by"] == actor(funding.settings, "olga")
+
+    def disbursed() -> int:
+        return funding.get(f"/v1/envelopes/{aid_envelope['id']}", headers=funding.auditor).json()["disbursed_cents"]
+
+    assert disbursed() == 0  # nothing paid before the decision
+    before = stored_events(funding)
+    refused(decide_aid(funding, aid["id"], bearer(funding.settings, "funding_approver", sub="olga")), "four_eyes")
+    assert decide_aid(funding, aid["id"], funding.officer).status_code == 403  # an officer does not decide
+    assert stored_events(funding) == before
+    r = decide_aid(funding, aid["id"])
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "granted" and r.json()["decided_by"] == actor(funding.settings, "anna")
+    assert disbursed() == 165_000
+    assert funding.get(f"/v1/return-aid/{aid['id']}", headers=funding.auditor).json()["status"] == "granted"
+    funding.app.state.runtime.projector.catch_up()
+    kinds = [d["kind"] for d in funding.get("/v1/decisions", headers=funding.auditor).json()["items"]]
+    assert kinds[-2:] == ["ReturnAidProposed", "ReturnAidGranted"]
+
+
+def test_return_aid_twice_to_one_person_and_to_an_unknown_person_are_refused(funding):
+    ready(funding)
+    return_aid_envelope(funding)
+    person_id = known_person(funding)
+    first = funding.post("/v1/return-aid", json=aid_body(person_id), headers=funding.officer).json()
+    before = stored_events(funding)
+    refused(funding.post("/v1/return-aid", json=aid_body(person_id), headers=funding.officer),
+            "return_aid_per_person")  # a pending proposal counts
+    assert decide_aid(funding, first["id"]).status_code == 200
+    refused(funding.post("/v1/return-aid", json=aid_body(person_id), headers=funding.officer),
+            "return_aid_per_person")
+    r = funding.post("/v1/return-aid", json=aid_body(str(uuid.uuid4())), headers=funding.officer)
+    assert r.status_code == 404 and "person" in r.json()["detail"]
+    assert stored_events(funding) == before + 2  # the approval only: the aid granted, the envelope paid
+
+
+def test_two_racing_proposals_for_one_person_give_one_aid(funding):
+    """Deterministic: B reads the person, A proposes meanwhile in another process, B's save is refused
+    by the store (the person's count moved) and B, proposing again, is refused by the rule."""
+    ready(funding)
+    return_aid_envelope(funding)
+    person_id = uuid.UUID(known_person(funding))
+    a, b = FundingApplication(funding.settings), FundingApplication(funding.settings)
+    attempts = []
+
+    def b_proposes() -> None:
+        person, envelope = b.get_person(person_id), b.envelope_for(Purpose.return_aid, YEAR, "SN")
+        attempts.append(len(person.return_aids))
+        if len(attempts) == 1:
+            a.propose_return_aid(person_id, "SN", "regular", 0, 0, "first", YEAR, None, "user:i#olga")
+        aid = ReturnAid.propose(b.rules_in_force(), envelope, YEAR, person, "SN", "regular", 0, 0, "second",
+                                "user:i#oscar")
+        b.save(aid, person)
+
+    try:
+        with pytest.raises(RuleViolated) as refused_again:
+            retry_on_conflict(b_proposes)
+    finally:
+        a.close()
+        b.close()
+    assert refused_again.value.rule == "return_aid_per_person"
+    assert attempts == [0, 1]  # read, lost the race, read again
+
+
+def test_a_named_envelope_of_another_year_is_refused_for_return_aid_and_feasibility_grants(funding):
+    ready(funding)
+    last_year = return_aid_envelope(funding, YEAR - 1)
+    person_id = known_person(funding)
+    before = stored_events(funding)
+    refused(funding.post("/v1/return-aid", json=aid_body(person_id, envelope_id=last_year["id"]),
+                         headers=funding.officer), "envelope_of_the_year")
+    business_last_year = funding.post("/v1/envelopes", json={"year": YEAR - 1, "amount_cents": 1_000_000},
+                                      headers=funding.approver).json()
+    aid_this_year = return_aid_envelope(funding)
+    project_id = new_project()
+    publish(funding.settings, "intake", [eligible(project_id)])
+    wait_for(lambda: financing(funding, project_id), what="the dossier registered")
+    before = stored_events(funding)
+    for envelope_id, rule in ((business_last_year["id"], "envelope_of_the_year"),
+                              (aid_this_year["id"], "envelope_covers_dossier")):
+        refused(funding.post("/v1/feasibility-grants", headers=funding.officer,
+                             json={"project_id": project_id, "amount_cents": 140_000, "justification": "by hand",
+                                   "envelope_id": envelope_id}), rule)
+    assert stored_events(funding) == before
 
 
 def test_the_ledger_lists_every_decision_and_stands_as_of_a_moment(funding):
@@ -415,14 +539,14 @@ def test_the_ledger_lists_every_decision_and_stands_as_of_a_moment(funding):
     kinds = [d["kind"] for d in ledger]
     assert kinds[:2] == ["ProgrammeRulesPublished", "EnvelopeOpened"]
     approved = next(d for d in ledger if d["kind"] == "FinancingApproved")
-    assert approved["project_id"] == first and approved["decided_by"] == "user:anna"
+    assert approved["project_id"] == first and approved["decided_by"] == actor(funding.settings, "anna")
     assert approved["amount_cents"] == 400_000 and approved["envelope_id"] == envelope_id
     assert approved["rule_version"] == "2026.1" and approved["justification"] == "viable, jobs for the village"
     assert approved["details"]["dossier_version"] == 8 and approved["code_version"]
 
     mine = funding.get(f"/v1/decisions?project_id={second}", headers=funding.auditor).json()["items"]
     assert [d["kind"] for d in mine] == ["FinancingProposed", "FinancingRejected"]
-    assert mine[1]["justification"] == "no market for it" and mine[0]["decided_by"] == "user:olga"
+    assert mine[1]["justification"] == "no market for it" and mine[0]["decided_by"] == actor(funding.settings, "olga")
 
     then = funding.get("/v1/decisions", params={"as_of": between.isoformat()}, headers=funding.auditor).json()
     expected = [d["id"] for d in ledger if datetime.fromisoformat(d["decided_at"]) <= between]

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from services.intake.main import create_app
 from shared.auth import issue_token
-from tests.conftest import bearer
+from tests.conftest import actor, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_a_dossier_is_submitted_screened_and_listed(intake):
     assert detail["eligibility"]["rule_version"] == "default-2026.1"
     assert detail["promoter"]["given_name"] == "Awa"
     assert [t["type"] for t in detail["timeline"]] == ["ProjectSubmitted", "EligibilityAssessed"]
-    assert detail["timeline"][0]["actor"] == "user:officer-1"
+    assert detail["timeline"][0]["actor"] == actor(intake.settings, "officer-1")
 
     deadline = time.monotonic() + 10
     while True:
@@ -108,6 +108,78 @@ def test_a_partner_sees_only_its_dossiers(intake):
     intake.app.state.runtime.projector.catch_up()
     assert [p["id"] for p in intake.get("/v1/projects", headers=mine).json()["items"]] == [created["id"]]
     assert intake.get("/v1/projects", headers=stranger).json()["items"] == []
+
+
+def test_a_partner_reads_of_its_dossier_only_what_the_partner_feed_shares(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    intake.app.state.runtime.app.record_partners(uuid.UUID(created["id"]), "support-1", "operator-1")
+    mine = bearer(intake.settings, "partner", partner_id="support-1")
+    detail = intake.get(f"/v1/projects/{created['id']}", headers=mine).json()
+    assert detail["support_structure_id"] == "support-1" and detail["country"] == "SN"
+    for private in ("person_id", "promoter", "title", "description", "reference", "possible_duplicates",
+                    "consent", "eligibility", "business_plan"):
+        assert private not in detail, private
+    assert detail["timeline"] and all(set(t) == {"type", "version", "at"} for t in detail["timeline"])
+    assert "officer-1" not in str(detail) and "Awa" not in str(detail)
+    assert detail["skills_review_done"] is False  # the preparation: the support structure's
+    operator = bearer(intake.settings, "partner", partner_id="operator-1")
+    assert intake.get(f"/v1/projects/{created['id']}", headers=operator).json()["skills_review_done"] is None
+    intake.app.state.runtime.projector.catch_up()
+    listed = intake.get("/v1/projects", headers=mine).json()["items"]
+    assert [p["id"] for p in listed] == [created["id"]] and "title" not in listed[0]
+    assert "reference" not in listed[0]
+    staff = intake.get("/v1/projects", headers=intake.officer).json()["items"]
+    assert staff[0]["title"] and staff[0]["reference"]  # the officers' listing keeps its fields
+
+
+def test_a_partner_acts_by_its_kind_on_its_own_dossiers(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    project_id = created["id"]
+    intake.app.state.runtime.app.record_partners(uuid.UUID(project_id), "support-1", "operator-1")
+    support = bearer(intake.settings, "partner", partner_id="support-1")
+    operator = bearer(intake.settings, "partner", partner_id="operator-1")
+    stranger = bearer(intake.settings, "partner", partner_id="operator-2")
+    before = stored_events(intake)
+    review = {"summary": "knows the trade"}
+    conclusion = {"conclusion": "feasible", "summary": "a market for it"}
+    # A local operator does not review skills, a support structure does not conclude the study.
+    r = intake.post(f"/v1/projects/{project_id}/skills-review", json=review, headers=operator)
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert intake.post(f"/v1/projects/{project_id}/feasibility-study/conclusion", json=conclusion,
+                       headers=support).status_code == 403
+    assert intake.post(f"/v1/projects/{project_id}/trainings", headers=operator,
+                       json={"course": "accounting", "hours": 20, "completed_on": "2026-01-10"}).status_code == 403
+    # Another partner: 404 whatever the act, as for a dossier that does not exist.
+    assert intake.post(f"/v1/projects/{project_id}/skills-review", json=review, headers=stranger).status_code == 404
+    assert intake.post(f"/v1/projects/{uuid.uuid4()}/skills-review", json=review, headers=support).status_code == 404
+    assert intake.post("/v1/projects/not-a-uuid/skills-review", json=review, headers=support).status_code == 422
+    assert stored_events(intake) == before
+    r = intake.post(f"/v1/projects/{project_id}/skills-review", json=review, headers=support)
+    assert r.status_code == 200, r.text
+    timeline = intake.get(f"/v1/projects/{project_id}", headers=intake.officer).json()["timeline"]
+    assert timeline[-1]["partner_id"] == "support-1" and timeline[-1]["actor"].startswith("user:")
+
+
+def test_a_token_mixing_the_partner_role_with_a_staff_role_is_refused(intake):
+    from shared.auth import issue_token
+
+    token = issue_token(intake.settings, "intake_officer", sub="olga", partner_id="support-1",
+                        roles=["intake_officer", "partner"])
+    r = intake.get("/v1/projects", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and "partner role alone" in r.json()["detail"]
+    r = intake.post("/v1/projects", json=body(), headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+
+
+def test_a_partner_id_claim_that_is_not_a_string_is_a_401_not_a_crash(intake):
+    import jwt
+
+    settings = intake.settings
+    claims = {"sub": "p-1", "roles": ["partner"], "partner_id": ["support-1", "operator-1"],
+              "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, (settings.keys_dir / "jwt-dev.pem").read_bytes(), algorithm="RS256")
+    r = intake.get("/v1/projects", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and "partner_id" in r.json()["detail"]
 
 
 def test_the_same_idempotency_key_replays_the_first_answer_and_writes_nothing(intake):

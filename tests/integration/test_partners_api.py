@@ -23,7 +23,7 @@ from services.partners.main import create_app
 from shared.envelope import CloudEvent, record_from_state
 from shared.http import Runtime
 from shared.store import event_metadata, processing
-from tests.conftest import bearer
+from tests.conftest import actor, bearer
 from tests.integration.kafka_tools import produce
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_register_then_read_a_partner(service):
     assert detail["caseload"] == 0 and detail["available"] is True
     assert detail["accreditation"] is None and detail["feed_enabled"] is False
     assert detail["timeline"][0]["type"] == "PartnerRegistered"
-    assert detail["timeline"][0]["actor"] == "user:olga"
+    assert detail["timeline"][0]["actor"] == actor(service.settings, "olga")
 
     assert_problem(service.get(f"/v1/partners/{uuid.uuid4()}"), 404)
 
@@ -409,11 +409,14 @@ def test_a_partner_sees_only_itself_and_its_dossiers(service):
 
     listed = service.get("/v1/partners", headers=me).json()["items"]
     assert [p["id"] for p in listed] == [mine["id"]]
-    assert service.get(f"/v1/partners/{mine['id']}", headers=me).json()["caseload"] == 1
+    own = service.get(f"/v1/partners/{mine['id']}", headers=me).json()
+    assert own["caseload"] == 1
+    assert own["timeline"] and all("actor" not in t for t in own["timeline"])  # not the officers' ids
     assert_problem(service.get(f"/v1/partners/{theirs['id']}", headers=me), 404)
     assert [c["partner_id"] for c in service.get("/v1/caseloads", headers=me).json()] == [mine["id"]]
 
-    assert service.get(f"/v1/assignments/{my_dossier.id}", headers=me).status_code == 200
+    assignment = service.get(f"/v1/assignments/{my_dossier.id}", headers=me)
+    assert assignment.status_code == 200 and all("actor" not in t for t in assignment.json()["timeline"])
     assert_problem(service.get(f"/v1/assignments/{their_dossier.id}", headers=me), 404)
     seen = service.get("/v1/assignments", headers=me, partner_id=theirs["id"]).json()["items"]
     assert [a["project_id"] for a in seen] == [str(my_dossier.id)]

@@ -13,6 +13,7 @@ from services.funding.domain import (
     Dossier,
     Envelope,
     FinancingStatus,
+    Person,
     Purpose,
     ReturnAid,
     Rulebook,
@@ -171,23 +172,25 @@ def test_envelope_ids_name_purpose_year_and_scope():
 
 def test_a_feasibility_grant_comes_from_the_rules_and_is_paid_at_once():
     d, env = dossier(), envelope(1_000_000)
-    d.award_feasibility_grant(rules(), env, 140_000, "operator:op-1", "rules in force")
+    d.award_feasibility_grant(rules(), env, 2026, 140_000, "operator:op-1", "rules in force")
     assert d.feasibility_grant["outcome"] == "awarded" and d.feasibility_grant["rule_version"] == "test-1"
     assert env.disbursed_cents == 140_000
-    assert rule_of(lambda: d.award_feasibility_grant(rules(), env, 140_000, "promoter", "again")) \
+    assert rule_of(lambda: d.award_feasibility_grant(rules(), env, 2026, 140_000, "promoter", "again")) \
         == "feasibility_grant_once"
 
 
 def test_a_feasibility_grant_above_the_rules_or_outside_the_envelope_is_refused():
     d = dossier()
-    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(), 150_000, "promoter", "x")) \
+    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(), 2026, 150_000, "promoter", "x")) \
         == "feasibility_grant_within_rules"
-    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(country="ML"), 140_000, "promoter", "x")) \
+    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(country="ML"), 2026, 140_000, "promoter", "x")) \
         == "envelope_covers_dossier"
-    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(100_000), 140_000, "promoter", "x")) \
+    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(100_000), 2026, 140_000, "promoter", "x")) \
         == "envelope_not_overcommitted"
-    assert rule_of(lambda: dossier("HT").award_feasibility_grant(rules(), envelope(country=None), 1, "p", "x")) \
+    assert rule_of(lambda: dossier("HT").award_feasibility_grant(rules(), envelope(country=None), 2026, 1, "p", "x")) \
         == "country_in_programme"
+    assert rule_of(lambda: d.award_feasibility_grant(rules(), envelope(), 2027, 140_000, "promoter", "x")) \
+        == "envelope_of_the_year"
 
 
 def test_a_rejected_feasibility_grant_gives_reasons_and_can_be_awarded_later():
@@ -195,7 +198,7 @@ def test_a_rejected_feasibility_grant_gives_reasons_and_can_be_awarded_later():
     assert rule_of(lambda: d.reject_feasibility_grant([], None)) == "rejection_has_reasons"
     d.reject_feasibility_grant(["envelope_open: none"], None)
     assert d.feasibility_grant["outcome"] == "rejected"
-    d.award_feasibility_grant(rules(), envelope(), 140_000, "promoter", "the envelope is open now")
+    d.award_feasibility_grant(rules(), envelope(), 2026, 140_000, "promoter", "the envelope is open now")
     assert d.feasibility_grant["outcome"] == "awarded"
 
 
@@ -338,20 +341,81 @@ def test_an_alert_suspends_tranches_until_every_alert_is_resolved():
 # --- return aid --------------------------------------------------------------------------------------------
 
 
-def test_return_aid_follows_the_scale_and_its_own_envelope():
-    env = envelope(1_000_000, country=None, purpose=Purpose.return_aid)
-    aid = ReturnAid.grant(rules(), env, uuid.uuid4(), "SN", "regular", adults=1, children=2, justification="family")
-    assert aid.amount_cents == 65_000 + 50_000 + 2 * 25_000
+OLGA, ANNA = "user:https://id.example.org#olga", "user:https://id.example.org#anna"
+
+
+def return_aid_envelope(amount=1_000_000, country=None) -> Envelope:
+    return envelope(amount, country=country, purpose=Purpose.return_aid)
+
+
+def propose_aid(env, person=None, status="regular", adults=0, children=0, the_rules=None, year=2026) -> ReturnAid:
+    return ReturnAid.propose(the_rules or rules(), env, year, person or Person(person_id=uuid.uuid4()), "SN", status,
+                             adults, children, "going home", proposed_by=OLGA)
+
+
+def test_return_aid_follows_the_scale_and_its_own_envelope_of_the_year():
+    env = return_aid_envelope()
+    aid = propose_aid(env, adults=1, children=2)
+    assert aid.amount_cents == 65_000 + 50_000 + 2 * 25_000 and aid.status == "proposed"
+    assert env.disbursed_cents == 0  # nothing is paid before the decision
+    assert propose_aid(env, status="irregular", adults=3, children=9).amount_cents == RETURN_AID["max_cents"]
+    assert rule_of(lambda: propose_aid(env, status="tourist")) == "return_aid_status_covered"
+    assert rule_of(lambda: propose_aid(envelope())) == "envelope_covers_return_aid"
+    assert rule_of(lambda: propose_aid(env, year=2027)) == "envelope_of_the_year"
+
+
+def test_return_aid_is_decided_by_another_human_and_paid_when_granted():
+    env, person = return_aid_envelope(), Person(person_id=uuid.uuid4())
+    aid = propose_aid(env, person)
+    assert rule_of(lambda: aid.decide("approve", rules(), env, 2026, person, "mine", OLGA)) == "four_eyes"
+    # the same subject as recorded before the issuer was: the same person
+    assert rule_of(lambda: aid.decide("approve", rules(), env, 2026, person, "mine", "user:olga")) == "four_eyes"
+    assert rule_of(lambda: aid.decide("approve", rules(), env, 2027, person, "x", ANNA)) == "envelope_of_the_year"
+    aid.collect_events()
+    aid.decide("approve", rules(), env, 2026, person, "the file is complete", ANNA)
+    assert names(aid) == ["ReturnAidGranted"] and aid.status == "granted" and aid.decided_by == ANNA
     assert env.disbursed_cents == aid.amount_cents
-    big = ReturnAid.grant(rules(), env, uuid.uuid4(), "SN", "irregular", adults=3, children=9, justification="x")
-    assert big.amount_cents == RETURN_AID["max_cents"]
-    assert rule_of(lambda: ReturnAid.grant(rules(), env, uuid.uuid4(), "SN", "tourist", 0, 0, "x")) \
-        == "return_aid_status_covered"
-    assert rule_of(lambda: ReturnAid.grant(rules(), envelope(), uuid.uuid4(), "SN", "regular", 0, 0, "x")) \
-        == "envelope_covers_return_aid"
-    small = envelope(10_000, country="SN", purpose=Purpose.return_aid)
-    assert rule_of(lambda: ReturnAid.grant(rules(), small, uuid.uuid4(), "SN", "regular", 0, 0, "x")) \
+    assert rule_of(lambda: aid.decide("reject", rules(), env, 2026, person, "again", ANNA)) == "decision_after_proposal"
+    small, someone = return_aid_envelope(10_000), Person(person_id=uuid.uuid4())
+    poor = propose_aid(small, someone)
+    assert rule_of(lambda: poor.decide("approve", rules(), small, 2026, someone, "x", ANNA)) \
         == "envelope_not_overcommitted"
+
+
+def test_return_aid_is_once_per_person_unless_the_rules_say_otherwise():
+    env, person = return_aid_envelope(), Person(person_id=uuid.uuid4())
+    first = propose_aid(env, person)
+    assert rule_of(lambda: propose_aid(env, person)) == "return_aid_per_person"  # pending counts
+    first.decide("reject", rules(), env, 2026, person, "incomplete", ANNA)
+    assert first.status == "rejected" and person.return_aids == []
+    second = propose_aid(env, person)  # a rejected proposal does not count
+    second.decide("approve", rules(), env, 2026, person, "complete now", ANNA)
+    assert rule_of(lambda: propose_aid(env, person)) == "return_aid_per_person"
+    twice = check_rules("test-2", {"SN": SN}, {**RETURN_AID, "max_per_person": 2})
+    assert propose_aid(env, person, the_rules=twice).status == "proposed"
+    with pytest.raises(InvalidValue):
+        check_rules("test-3", {"SN": SN}, {**RETURN_AID, "max_per_person": 0})
+    assert rules().return_aid.max_per_person == 1  # a scale published without it
+
+
+def test_a_return_aid_granted_at_once_before_proposals_existed_is_read_back():
+    from eventsourcing.persistence import (DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, StoredEvent,
+                                           UUIDAsHex)
+    from eventsourcing.utils import get_topic
+
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
+        transcoder.register(transcoding)
+    mapper = Mapper(transcoder=transcoder)
+    aid_id, person_id = uuid.uuid4(), uuid.uuid4()
+    legacy = {"originator_topic": get_topic(ReturnAid), "person_id": person_id, "country": "SN",
+              "residence_status": "regular", "adults": 0, "children": 0, "amount_cents": 65_000,
+              "envelope_id": str(uuid.uuid4()), "rule_version": "2025.1", "justification": "family",
+              "timestamp": Envelope.open("return_aid", 2025, None, 1).created_on}
+    stored = StoredEvent(aid_id, 1, get_topic(ReturnAid.ReturnAidGranted), transcoder.encode(legacy))
+    aid = mapper.to_domain_event(stored).mutate(None)
+    assert isinstance(aid, ReturnAid) and aid.id == aid_id and aid.version == 1
+    assert (aid.status, aid.amount_cents, aid.person_id, aid.proposed_by) == ("granted", 65_000, person_id, None)
 
 
 def test_domain_values_survive_a_deep_copy_of_the_rules():
