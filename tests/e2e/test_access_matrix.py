@@ -24,7 +24,7 @@ allowed calls, the ones that end things (withdrawing, closing, forgetting, suspe
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -206,7 +206,7 @@ def set_up_the_programme(start_service) -> dict[str, Any]:
     wait_long(lambda: httpx.get(f"{intake.url}/v1/rules", headers=staff).json()["version"] == rules["version"],
               "intake to adopt the rules")
     envelope = httpx.post(f"{funding.url}/v1/envelopes", headers=approver, json={
-        "year": datetime.now(timezone.utc).year, "country": "SN", "amount_cents": 5_000_000}).json()["id"]
+        "year": datetime.now(UTC).year, "country": "SN", "amount_cents": 5_000_000}).json()["id"]
 
     def register(body: dict[str, Any]) -> str:
         answer = httpx.post(f"{partners.url}/v1/partners", headers=staff, json=body)

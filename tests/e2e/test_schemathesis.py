@@ -49,9 +49,12 @@ def schemathesis(url: str, authorization: str, served: bool, report: Path) -> su
         "--phases", "examples,coverage,fuzzing" if served else "examples,fuzzing",
         "--workers", "1", "--no-color", "--generation-database", "none", "--suppress-health-check", "all",
         "--request-timeout", "20", "--continue-on-failure", "--header", f"Authorization:{authorization}",
+        # Readiness takes no input, and its 503 is what it is for: a relay restarting, a consumer
+        # lagging under the load of the run itself. It is not a server error of the fuzzed input.
+        "--exclude-path", "/readyz",
         "--report", "ndjson", "--report-ndjson-path", str(report),
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, cwd=report.parent)
 
 
 def read_report(report: Path) -> tuple[Counter, dict[tuple[str, ...], str]]:
@@ -88,7 +91,7 @@ def read_report(report: Path) -> tuple[Counter, dict[tuple[str, ...], str]]:
 def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path):
     process = start_service(service)
     process.wait_ready()
-    lines, found = [], {}
+    lines, found, generated = [], {}, 0
     for role in ROLES:
         token = bearer(process.settings, role, sub=f"schemathesis-{role}",
                        partner_id=PARTNER_ID if role == "partner" else None)["Authorization"]
@@ -98,11 +101,12 @@ def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path):
         assert report.exists(), f"schemathesis did not run ({role}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
         counts, failures = read_report(report)
         assert counts["cases"], f"schemathesis generated nothing ({role}):\n{result.stdout[-2000:]}"
+        generated += counts["cases"]
         lines.append(f"{service} as {role}: {counts['cases']} cases generated ({counts['positive']} positive, "
                      f"{counts['positive, refused by a rule']} of them refused by a rule; {counts['negative']} "
                      f"negative), {len(failures)} failures")
         for key, example in failures.items():
             found.setdefault(key, (role, example))
-    print("\n".join(["", *lines]))
+    print("\n".join(["", *lines, f"{service}: {generated} cases generated, {len(found)} distinct failures"]))
     assert not found, f"{len(found)} distinct failures:\n" + "\n".join(
         f"{' | '.join(key)} | as {role}: {example}" for key, (role, example) in sorted(found.items()))
