@@ -17,23 +17,25 @@ An answer is 401, 403, 404 or ALLOWED: the access checks let the call through, w
 command then made of it (2xx; 409, a rule of the programme; 422, the data). Every cell is one
 request against real processes on PostgreSQL and Kafka, with a dossier taken through the
 whole programme to its first tranche, so every path id names something that exists. The
-refusals are asked first, on that untouched state (a refusal changes nothing), then the
-allowed calls, the ones that end things (withdrawing, closing, forgetting, suspending) last.
+refusals are asked first, on that untouched state, and must have stored no event at all; then
+the allowed calls, the ones that end things (withdrawing, closing, forgetting, suspending) last.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi.routing import APIRoute
 
 from services.funding.application import example_rules
 from shared.auth import issue_token
-from tests.conftest import bearer, wait_for
+from tests.conftest import POSTGRES, bearer, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -335,6 +337,28 @@ def request_of(service: str, method: str, path: str, ids: dict[str, Any]) -> dic
     return call
 
 
+def stored_events(services: dict[str, Any]) -> dict[str, int]:
+    """How many events each service's store holds (the audit keeps none)."""
+    counts = {}
+    for name, service in services.items():
+        with psycopg.connect(dbname=service.settings.database_name, **POSTGRES) as conn:
+            tables = [row[0] for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                " AND table_name LIKE %s", ("%\\_events",))]
+            counts[name] = sum(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables)
+    return counts
+
+
+def settled(services: dict[str, Any]) -> dict[str, int]:
+    """The stores' counts once the set-up's events have all been heard (unchanged for two seconds)."""
+    last, since = stored_events(services), time.monotonic()
+    while time.monotonic() - since < 2:
+        time.sleep(0.25)
+        if (now := stored_events(services)) != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def verdict(status: int) -> Any:
     return status if status in (401, 403, 404) else ALLOWED
 
@@ -350,8 +374,14 @@ def test_every_route_answers_every_caller_as_declared(start_service, tmp_path):
     # partner's own work comes before the officer's), the calls that end something last.
     cells.sort(key=lambda c: (c[4] == ALLOWED, any(end in c[2] for end in ENDING), c[3] not in PARTNERS))
     wrong, asked = [], 0
+    before = settled(services)
     with httpx.Client(timeout=30) as client:
         for service, method, path, caller, expected in cells:
+            if expected == ALLOWED and before is not None:  # every refusal asked: they wrote nothing
+                after = stored_events(services)
+                if after != before:
+                    wrong.append(f"the refusals wrote events: {before} before them, {after} after")
+                before = None
             call = request_of(service, method, path, ids)
             call["url"] = services[service].url + call["url"]
             answer = client.request(**call, headers=headers[caller])
