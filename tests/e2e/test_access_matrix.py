@@ -24,6 +24,7 @@ the allowed calls, the ones that end things (withdrawing, closing, forgetting, s
 from __future__ import annotations
 
 import functools
+import re
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -277,11 +278,15 @@ def tokens(settings, ids: dict[str, Any]) -> dict[str, dict[str, str]]:
 def request_of(service: str, method: str, path: str, ids: dict[str, Any]) -> dict[str, Any]:
     """A call of the route with real ids and data it accepts (so an answer is about access)."""
     today = date.today().isoformat()
-    url = path.format(
-        project_id=ids["project_id"], person_id=ids["person_id"], partner_id=ids["support_structure"],
-        envelope_id=ids["envelope_id"], version=ids["rules_version"], tranche=1, visit_id="matrix:1",
-        name={"intake": "dossiers_v1", "partners": "partners_v1", "funding": "decisions_v1",
-              "followup": "followups_v1"}.get(service, ""))
+    path_ids = {
+        "project_id": ids["project_id"], "person_id": ids["person_id"], "partner_id": ids["support_structure"],
+        "envelope_id": ids["envelope_id"], "version": ids["rules_version"], "tranche": 1, "visit_id": "matrix:1",
+        "name": {"intake": "dossiers_v1", "partners": "partners_v1", "funding": "decisions_v1",
+                 "followup": "followups_v1"}.get(service, ""),
+    }
+    unknown = set(re.findall(r"{(\w+)}", path)) - set(path_ids)
+    assert not unknown, f"{service} {method} {path}: say in request_of which thing {unknown} names"
+    url = path.format(**path_ids)
     bodies: dict[str, Any] = {
         "/v1/projects": {
             "promoter": {"given_name": "Moussa", "family_name": "Diallo", "birth_date": "1985-01-02",
