@@ -39,12 +39,13 @@ SERVED_BY = {
     "audit": {"auditor", "admin"},
 }
 SERVED_EXAMPLES, OTHER_EXAMPLES = 25, 3
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/v1/keys"}  # answered without a token
 PARTNER_ID = "7d0c5d40-3c4b-4a8e-9d35-7d6d3f0a1b2c"  # a partner the service does not know
 
 
 def schemathesis(url: str, authorization: str | None, served: bool, report: Path) -> subprocess.CompletedProcess:
     command = [
-        str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json",
+        sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
         "--checks", ",".join(CHECKS), "--seed", str(SEED),
         "--max-examples", str(SERVED_EXAMPLES if served else OTHER_EXAMPLES),
         "--phases", "examples,coverage,fuzzing" if served else "examples,fuzzing",
@@ -75,6 +76,8 @@ def read_report(report: Path) -> tuple[Counter, dict[tuple[str, ...], str]]:
             status = response.get("status_code")
             counts["cases"] += 1
             counts[mode] += 1
+            if status is not None and 200 <= status < 300 and recorder["label"].split()[-1] not in PUBLIC:
+                counts["2xx behind a token"] += 1
             if mode == "positive" and status is not None:
                 counts["positive, answered 2xx" if 200 <= status < 300 else
                        "positive, refused by a rule" if status == 409 else "positive, other answer"] += 1
@@ -106,6 +109,8 @@ def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path):
         counts, failures = read_report(report)
         assert counts["cases"], f"schemathesis generated nothing ({role}):\n{result.stdout[-2000:]}"
         generated += counts["cases"]
+        if role in SERVED_BY[service]:  # else a token the service refuses would pass unnoticed
+            assert counts["2xx behind a token"], f"{service} as {role}: no 2xx beyond the public routes"
         lines.append(f"{service} as {role}: {counts['cases']} cases generated ({counts['positive']} positive: "
                      f"{counts['positive, answered 2xx']} answered 2xx, {counts['positive, refused by a rule']} "
                      f"refused by a rule (409), {counts['positive, other answer']} answered otherwise; "
