@@ -38,7 +38,7 @@ from services.funding.application import example_rules
 from shared.auth import issue_token
 from tests.conftest import POSTGRES, bearer, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.proofs]
 
 SERVICES = ("intake", "partners", "funding", "followup", "audit")
 STAFF = ("intake_officer", "funding_officer", "funding_approver", "followup_officer", "auditor", "admin")

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import bearer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.proofs]
 
 SEED = 20260401
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
