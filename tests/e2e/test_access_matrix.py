@@ -368,7 +368,7 @@ def verdict(status: int) -> Any:
     return status if status in (401, 403, 404) else ALLOWED
 
 
-def test_every_route_answers_every_caller_as_declared(start_service, tmp_path):
+def test_every_route_answers_every_caller_as_declared(start_service, proof_summary):
     ids = set_up_the_programme(start_service)
     services = ids["services"]
     headers = tokens(services["intake"].settings, ids)
@@ -394,5 +394,6 @@ def test_every_route_answers_every_caller_as_declared(start_service, tmp_path):
             if answer.status_code >= 500 or verdict(answer.status_code) != expected:
                 wrong.append(f"{service} {method} {path} as {caller}: expected {expected}, got "
                              f"{answer.status_code} {answer.text[:160]}")
-    print(f"\n{asked} cells asked, {len(wrong)} wrong")
+    proof_summary.append(f"access matrix: {asked} cells asked ({len(EXPECTED)} services, "
+                         f"{sum(map(len, EXPECTED.values()))} routes, {len(CALLERS)} callers), {len(wrong)} wrong")
     assert not wrong, f"{len(wrong)} of {asked} cells differ from EXPECTED:\n" + "\n".join(wrong)

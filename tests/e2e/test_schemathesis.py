@@ -94,10 +94,10 @@ def read_report(report: Path) -> tuple[Counter, dict[tuple[str, ...], str]]:
 
 
 @pytest.mark.parametrize("service", sorted(SERVED_BY))
-def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path):
+def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path, proof_summary):
     process = start_service(service)
     process.wait_ready()
-    lines, found, generated = [], {}, 0
+    lines, found, total = [], {}, Counter()
     for role in (*ROLES, ANONYMOUS):
         token = None if role == ANONYMOUS else bearer(process.settings, role, sub=f"schemathesis-{role}",
                                                       partner_id=PARTNER_ID if role == "partner" else None
@@ -108,7 +108,7 @@ def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path):
         assert report.exists(), f"schemathesis did not run ({role}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
         counts, failures = read_report(report)
         assert counts["cases"], f"schemathesis generated nothing ({role}):\n{result.stdout[-2000:]}"
-        generated += counts["cases"]
+        total += counts
         if role in SERVED_BY[service]:  # else a token the service refuses would pass unnoticed
             assert counts["2xx behind a token"], f"{service} as {role}: no 2xx beyond the public routes"
         lines.append(f"{service} as {role}: {counts['cases']} cases generated ({counts['positive']} positive: "
@@ -117,6 +117,8 @@ def test_schemathesis_finds_nothing_wrong(service, start_service, tmp_path):
                      f"{counts['negative']} negative), {len(failures)} failures")
         for key, example in failures.items():
             found.setdefault(key, (role, example))
-    print("\n".join(["", *lines, f"{service}: {generated} cases generated, {len(found)} distinct failures"]))
+    proof_summary.append(f"schemathesis {service}: {total['cases']} cases generated ({total['positive']} positive, "
+                         f"{total['positive, refused by a rule']} of them refused by a rule), {len(found)} failures")
+    print("\n".join(["", *lines, proof_summary[-1]]))
     assert not found, f"{len(found)} distinct failures:\n" + "\n".join(
         f"{' | '.join(key)} | as {role}: {example}" for key, (role, example) in sorted(found.items()))
