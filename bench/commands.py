@@ -233,7 +233,7 @@ def make_intake_pair(rules: Any, ciphertext_len: int) -> Callable[[], tuple[Any,
         )
         person = Person(person_id=person_id)
         person.open_dossier(project.id)
-        project.screen(rules, [])
+        project.screen(rules)
         return project, person
 
     return make

@@ -69,7 +69,7 @@ def prewrite(app: ServiceApplication, events: int, per_save: int = 500) -> int:
             )
             person = Person(person_id=person_id)
             person.open_dossier(project.id)
-            project.screen(rules, [])
+            project.screen(rules)
             aggregates += [project, person]
         context = CommandContext(actor="user:bench", causation_id=f"request:{uuid.uuid4()}",
                                  traceparent=f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")

@@ -2,7 +2,8 @@
 
 The programme rules and budget envelopes of the year (funding), support
 structures in French regions, local operators in a few countries, a dozen
-dossiers; then waits until the dossiers are assigned through Kafka and takes a
+dossiers (one a second aid for the same person: flagged, then confirmed by an
+officer, which closes it); then waits until the dossiers are assigned through Kafka and takes a
 few of them further: through the feasibility study (funding awards its grant)
 to the committee, where two are financed with four eyes (each has its first
 tranche paid and reconciled) and one is deferred; their businesses are launched
@@ -61,6 +62,9 @@ DOSSIERS = [
     ("Ibrahima", "Fall", "1975-04-04", "FR-IDF", "SN", "agriculture", "Élevage avicole à Mbour", 900_000, 100_000, 3),
     ("Awa", "Diop", "1988-03-14", "FR-IDF", "SN", "crafts", "Second dossier de la même promotrice", 300_000, 50_000, 1),
 ]
+# The dossier (by its place in DOSSIERS) of a promoter who already holds one: flagged as a possible
+# duplicate when taken in, then confirmed by an officer, which closes it (one person, one aid).
+SECOND_AID = 11
 # The dossiers (by their place in DOSSIERS) taken through preparation and the feasibility study:
 # always the same ones, so that seeding again replays the same requests and writes nothing.
 ADVANCE = (0, 1, 2, 3)
@@ -108,15 +112,7 @@ class Seeder:
             self.post("partners", "/v1/partners", f"seed-operator-{i}", {
                 "name": name, "kind": "local_operator", "countries": countries, "sectors": sectors,
                 "capacity": capacity})
-        ids = []
-        for i, (given, family, birth, region, country, sector, title, requested, own, jobs) in enumerate(DOSSIERS):
-            created = self.post("intake", "/v1/projects", f"seed-dossier-{i}", {
-                "promoter": {"given_name": given, "family_name": family, "birth_date": birth,
-                             "phone": f"+33 6 00 00 {i:02d} {i:02d}", "residence_status": "regular"},
-                "country": country, "french_region": region, "sector": sector, "title": title,
-                "description": "Dossier de démonstration", "requested_amount_cents": requested,
-                "own_contribution_cents": own, "planned_jobs": jobs})
-            ids.append(created["id"])
+        ids = self.dossiers()
 
         dossiers = self.wait_for_assignments(ids)
         for i in ADVANCE:
@@ -228,6 +224,27 @@ class Seeder:
         response = self.http.get(f"{service_url('partners')}/v1/assignments/{project_id}", headers=self.headers)
         return response.json().get("status") if response.status_code == 200 else None
 
+    def dossiers(self) -> list[str]:
+        """Take in the dossiers; the officer settles the second aid's possible duplicate."""
+        ids = []
+        for i, (given, family, birth, region, country, sector, title, requested, own, jobs) in enumerate(DOSSIERS):
+            created = self.post("intake", "/v1/projects", f"seed-dossier-{i}", {
+                "promoter": {"given_name": given, "family_name": family, "birth_date": birth,
+                             "phone": f"+33 6 00 00 {i:02d} {i:02d}", "residence_status": "regular"},
+                "country": country, "french_region": region, "sector": sector, "title": title,
+                "description": "Dossier de démonstration", "requested_amount_cents": requested,
+                "own_contribution_cents": own, "planned_jobs": jobs})
+            ids.append(created["id"])
+        self.settle_duplicates(ids[SECOND_AID])
+        return ids
+
+    def settle_duplicates(self, pid: str) -> None:
+        """The officer's review of the possible duplicates flagged on a dossier: the same person."""
+        for review in self.get("intake", f"/v1/projects/{pid}")["duplicate_reviews"]:
+            if review["status"] == "flagged":
+                self.post("intake", f"/v1/projects/{pid}/duplicates/{review['person_id']}/confirm",
+                          f"seed-{pid}-same-person-{review['person_id']}")
+
     def advance(self, d: dict[str, Any]) -> None:
         """Preparation in France, then the feasibility study; the first two go to the committee."""
         pid, key = d["id"], f"seed-{d['id']}"
@@ -256,6 +273,9 @@ class Seeder:
             note = ""
             if d["status"] == "ineligible":
                 note = "; ".join(d["eligibility"]["reasons"])
+            elif d["status"] == "closed":
+                note = f"closed: {d['closure_reason']}" + (
+                    " (confirmed the same person as another dossier's)" if d["closure_reason"] == "duplicate_aid" else "")
             elif d.get("financing"):
                 note = f"{d['financing']['decision']}" + (
                     f" {d['financing']['amount_cents'] / 100:,.0f} EUR" if d["financing"]["amount_cents"] else "")

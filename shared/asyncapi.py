@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import importlib
 import inspect
 import sys
@@ -60,6 +61,8 @@ def json_schema(annotation: Any) -> dict[str, Any]:
         return {"type": "string", "format": "date-time"}
     if annotation is date:
         return {"type": "string", "format": "date"}
+    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
+        return {"type": "string", "enum": [member.value for member in annotation]}
     if inspect.isclass(annotation) and issubclass(annotation, str):
         return {"type": "string"}
     return {}

@@ -181,7 +181,7 @@ class _SideTables:
 
     Rows are written by `_insert_events`, inside the library's own transaction, from
     keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`, `data_keys=`,
-    `erase_keys=`.
+    `erase_keys=`, `identifiers=`, `erase_identifiers=`.
     """
 
     ph = "?"
@@ -201,6 +201,10 @@ class _SideTables:
         return f"{self.prefix}data_keys"
 
     @property
+    def identifiers_table(self) -> str:
+        return f"{self.prefix}person_identifiers"
+
+    @property
     def log_tree_table(self) -> str:
         return f"{self.prefix}log_tree"
 
@@ -215,6 +219,10 @@ class _SideTables:
             " PRIMARY KEY (topic, part, record_offset))",
             # Per-person data keys (wrapped): deleting one erases that person's data everywhere.
             f"CREATE TABLE IF NOT EXISTS {self.data_keys_table} (key_id TEXT PRIMARY KEY, wrapped {blob} NOT NULL)",
+            # Keyed hashes of a person's identifiers, to find possible duplicates; erased with the key.
+            f"CREATE TABLE IF NOT EXISTS {self.identifiers_table} ("
+            " person_id TEXT NOT NULL, kind TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (person_id, kind, digest))",
+            f"CREATE INDEX IF NOT EXISTS {self.identifiers_table}_digest ON {self.identifiers_table} (digest)",
             # The relay's Merkle tree of the published log (compact form), kept with its position.
             f"CREATE TABLE IF NOT EXISTS {self.log_tree_table} (name TEXT PRIMARY KEY, tree TEXT NOT NULL)",
         ]
@@ -231,6 +239,11 @@ class _SideTables:
             curs.execute(f"INSERT INTO {self.data_keys_table} (key_id, wrapped) VALUES ({p}, {p})", (key_id, wrapped))
         for key_id in kwargs.get("erase_keys", ()):
             curs.execute(f"DELETE FROM {self.data_keys_table} WHERE key_id = {p}", (key_id,))
+        for person_id, kind, digest in kwargs.get("identifiers", ()):
+            curs.execute(f"INSERT INTO {self.identifiers_table} (person_id, kind, digest) VALUES ({p}, {p}, {p})"
+                         " ON CONFLICT DO NOTHING", (person_id, kind, digest))
+        for person_id in kwargs.get("erase_identifiers", ()):
+            curs.execute(f"DELETE FROM {self.identifiers_table} WHERE person_id = {p}", (person_id,))
         park: ParkedRecord | None = kwargs.get("park")
         if park is not None:
             curs.execute(
@@ -283,6 +296,26 @@ class _SideTables:
 
     def delete_data_key(self, key_id: str) -> None:
         self._run(f"DELETE FROM {self.data_keys_table} WHERE key_id = {self.ph}", (key_id,))
+
+    def indexed_persons(self) -> set[str]:
+        return {r[0] for r in self._rows(f"SELECT DISTINCT person_id FROM {self.identifiers_table}", ())}
+
+    def add_identifiers(self, person_id: str, identifiers: list[tuple[str, str]]) -> None:
+        """Store a person's identifiers' hashes outside a save, only while the person still has a key
+        (a person forgotten meanwhile keeps none)."""
+        p = self.ph
+        for kind, digest in identifiers:
+            self._run(f"INSERT INTO {self.identifiers_table} (person_id, kind, digest) SELECT {p}, {p}, {p}"
+                      f" WHERE EXISTS (SELECT 1 FROM {self.data_keys_table} WHERE key_id = {p}) ON CONFLICT DO NOTHING",
+                      (person_id, kind, digest, person_id))
+
+    def find_identifiers(self, digests: list[str]) -> list[tuple[str, str]]:
+        """(person_id, kind) of every stored identifier with one of these digests."""
+        if not digests:
+            return []
+        marks = ", ".join([self.ph] * len(digests))
+        return [(r[0], r[1]) for r in self._rows(
+            f"SELECT DISTINCT person_id, kind FROM {self.identifiers_table} WHERE digest IN ({marks})", tuple(digests))]
 
     def _write_log_tree(self, curs: Any, name: str, tree: str) -> None:
         p = self.ph

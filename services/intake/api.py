@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_va
 from sqlalchemy import or_, select
 
 from services.intake.application import IntakeApplication
-from services.intake.domain import ClosureReason, Conclusion, Project
+from services.intake.domain import (
+    ClosureReason,
+    Conclusion,
+    ConsentPurpose,
+    DuplicateKind,
+    ForgetReason,
+    Project,
+)
 from services.intake.projections import dossiers
 from shared.auth import Principal, Role, requires
 from shared.domain import InvalidValue, NotFound
@@ -36,6 +43,9 @@ class Promoter(Strict):
     phone: str = Field(min_length=3, max_length=30, pattern=r"^\+?[0-9 ().-]{3,30}$")
     email: EmailStr | None = None
     residence_status: Literal["regular", "irregular", "asylum_seeker", "returned"]
+    document_number: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[0-9A-Za-z .-]+$",
+                                        description="an identity document's number, when given: "
+                                                    "it helps find possible duplicates")
 
     @field_validator("birth_date")
     @classmethod
@@ -64,7 +74,11 @@ class ProjectCreated(BaseModel):
 
 
 class Consent(Strict):
-    purposes: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(min_length=1, max_length=10)
+    purposes: list[ConsentPurpose] = Field(min_length=1, max_length=10, description=(
+        "what the data may be processed for: funding (the committee, the grants and their payment; "
+        "needed to go to the committee), follow_up (the year of visits after launch), preparation "
+        "(the skills review, trainings and business plan with the partners), statistics (the "
+        "programme's aggregated reports)"))
     partners: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
 
 
@@ -102,6 +116,30 @@ class Closure(Strict):
     reason: ClosureReason
 
 
+FORGET_REASONS = (
+    "no_longer_necessary: GDPR art. 17(1)(a), the data is no longer necessary for its purposes; "
+    "consent_withdrawn: art. 17(1)(b); objection: art. 17(1)(c); unlawfully_processed: art. 17(1)(d); "
+    "legal_obligation: art. 17(1)(e); child_information_society: art. 17(1)(f); "
+    "end_of_programme_request: the promoter asked, at the end of the programme; "
+    "retention_period_elapsed: the programme's retention period is over; "
+    "entered_in_error: the record should never have been made"
+)
+
+
+class Forgetting(Strict):
+    reason: ForgetReason = Field(description=FORGET_REASONS)
+    note: str | None = Field(None, min_length=1, max_length=2000,
+                             description="the officer's note (the request's reference...): stored sealed, "
+                                         "never in clear, and kept when the person's data goes")
+
+
+class DuplicateReview(BaseModel):
+    person_id: UUID = Field(description="the other person record whose identifiers matched")
+    project_ids: list[str] = Field(description="its dossiers when the flag was raised")
+    matched: list[DuplicateKind] = Field(description="which identifiers matched (their keyed hashes)")
+    status: Literal["flagged", "confirmed", "dismissed", "undone"]
+
+
 class ProjectState(BaseModel):
     id: UUID
     status: str
@@ -127,6 +165,8 @@ class ProjectDetail(BaseModel):
     local_operator_id: str | None
     eligibility: dict[str, Any] | None
     possible_duplicates: list[str]
+    duplicate_reviews: list[DuplicateReview] = Field(
+        default_factory=list, description="possible duplicates an intake officer settles (confirm, dismiss, undo)")
     consent: dict[str, list[str]]
     skills_review: str | None
     trainings: list[dict[str, Any]]
@@ -233,7 +273,9 @@ def get_project(project_id: UUID, app: App, who: Annotated[Principal, Depends(re
         requested_amount_cents=project.requested_amount_cents,
         own_contribution_cents=project.own_contribution_cents, planned_jobs=project.planned_jobs,
         support_structure_id=project.support_structure_id, local_operator_id=project.local_operator_id,
-        eligibility=project.eligibility, possible_duplicates=project.possible_duplicates, consent=project.consent,
+        eligibility=project.eligibility, possible_duplicates=project.possible_duplicates,
+        duplicate_reviews=list(project.duplicate_reviews.values()) if who.partner_scope is None else [],
+        consent=project.consent,
         skills_review=project.skills_review, trainings=project.trainings, business_plan=project.business_plan,
         feasibility_conclusion=project.feasibility_conclusion, feasibility_grant=project.feasibility_grant,
         financing=project.financing, closure_reason=project.closure_reason, timeline=timeline,
@@ -326,13 +368,62 @@ def close(project_id: UUID, body: Closure, app: App, _: Officer) -> ProjectState
     return _state(app.close_project(project_id, body.reason))
 
 
+# --- possible duplicates -----------------------------------------------------------------
+
+
+@commands.post("/projects/{project_id}/duplicates/{person_id}/confirm", response_model=ProjectState)
+def confirm_duplicate(project_id: UUID, person_id: UUID, app: App, _: Officer) -> ProjectState:
+    """The dossier's promoter and the flagged person record are one person: the records merge.
+
+    One person holds one aid: when the other record (or one merged with it) holds a dossier that
+    counts as aid, this dossier, the later one, is closed with reason `duplicate_aid`.
+    """
+    return _state(app.confirm_duplicate(project_id, person_id))
+
+
+@commands.post("/projects/{project_id}/duplicates/{person_id}/dismiss", response_model=ProjectState)
+def dismiss_duplicate(project_id: UUID, person_id: UUID, app: App, _: Officer) -> ProjectState:
+    """The dossier's promoter and the flagged person record are two people."""
+    return _state(app.dismiss_duplicate(project_id, person_id))
+
+
+@commands.post("/projects/{project_id}/duplicates/{person_id}/undo", response_model=ProjectState)
+def undo_duplicate(project_id: UUID, person_id: UUID, app: App, _: Officer) -> ProjectState:
+    """Take a confirmation back: the two person records are two again (a dossier it closed stays closed)."""
+    return _state(app.undo_duplicate(project_id, person_id))
+
+
+# --- persons: their identifiers, forgetting ------------------------------------------------
+
+Admin = Annotated[Principal, Depends(requires(Role.admin))]
+
+
+class Indexed(BaseModel):
+    indexed: int = Field(description="how many person records had their identifiers hashed")
+
+
+@commands.post("/persons/index", response_model=Indexed)
+def index_earlier_persons(app: App, _: Admin) -> Indexed:
+    """Hash the identifiers of person records taken in before duplicate detection (once, after the
+    upgrade; again does nothing new), so that new dossiers are checked against them."""
+    return Indexed(indexed=app.index_earlier_persons())
+
+
+@commands.post("/persons/{person_id}/forget", status_code=204)
+def forget_person(person_id: UUID, body: Forgetting, app: App, _: Admin) -> Response:
+    """Erase a person record's personal data everywhere (crypto-shredding); amounts and decisions stay.
+
+    The reason is a code of a closed list, in the body (never in the URL, which logs keep).
+    """
+    app.forget_person(person_id, body.reason, body.note)
+    return Response(status_code=204)
+
+
 @commands.delete("/persons/{person_id}", status_code=204)
-def forget_person(person_id: UUID, app: App, _: Annotated[Principal, Depends(requires(Role.admin))],
-                  reason: Annotated[str, Query(min_length=3, max_length=500,
-                                               description="why (the request, the legal basis); recorded")]
-                  ) -> Response:
-    """Erase a person's personal data everywhere (crypto-shredding); amounts and decisions stay."""
-    app.forget_person(person_id, reason)
+def forget_person_by_delete(person_id: UUID, body: Forgetting, app: App, _: Admin) -> Response:
+    """The same as `POST /v1/persons/{person_id}/forget`, the body alike (a reason in a query string
+    is refused: URLs end up in logs)."""
+    app.forget_person(person_id, body.reason, body.note)
     return Response(status_code=204)
 
 

@@ -8,17 +8,29 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from eventsourcing.utils import get_topic
 
-from services.intake.domain import AdoptedRules, ClosureReason, Conclusion, FinancingDecision, Person, Project, RuleSet
-from services.intake.personal_data import PersonalDataVault
+from services.intake.domain import (
+    AdoptedRules,
+    ClosureReason,
+    Conclusion,
+    ConsentPurpose,
+    FinancingDecision,
+    ForgetReason,
+    Person,
+    Project,
+    RuleSet,
+)
+from services.intake.personal_data import KeyErased, PersonalDataVault
 from shared.conflicts import retry_on_conflict
 from shared.settings import Settings
 from shared.store import ServiceApplication
 from shared.telemetry import traced
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.json")
+_SUBMITTED = get_topic(Project.ProjectSubmitted)
 # How stale the rules a process screens with may be: another process of intake (the worker)
 # may have adopted a new version. The process that adopts it uses it at once.
 RULES_REFRESH_SECONDS = 1.0
@@ -69,17 +81,16 @@ class IntakeApplication(ServiceApplication):
     def submit_project(self, promoter: dict[str, Any], country: str, french_region: str, sector: str, title: str,
                        description: str, requested_amount_cents: int, own_contribution_cents: int,
                        planned_jobs: int) -> Project:
-        """Take in a dossier, screen it against the rules in force, in one transaction."""
-        person_id = self.vault.person_id(promoter["given_name"], promoter["family_name"], promoter["birth_date"])
-        person = self.find(Person, person_id)
-        if person is None:
-            # A person's key is only ever stored with their Person's first events: a new
-            # person has none, so there is no key to look up.
-            person = Person(person_id=person_id)
-            sealed = self.vault.seal(person_id, promoter, new_person=True)
-        else:
-            sealed = self.vault.seal(person_id, promoter)
-        others = [str(p.id) for p in self._projects(person.project_ids) if p.counts_as_aid]
+        """Take in a dossier under a new person record, screen it against the rules in force, and flag
+        the person records whose identifiers match, in one transaction.
+
+        Every dossier taken in is a new, random person record with its own key: whether two records
+        are one person is an officer's call (`confirm_duplicate`), never a function of the identity.
+        """
+        person_id = uuid4()
+        person = Person(person_id=person_id)
+        sealed = self.vault.seal(person_id, promoter, new_person=True)
+        identifiers = self.vault.identifiers(promoter)
         project = Project(
             reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext, country=country,
             french_region=french_region, sector=sector, title=title, description=description,
@@ -87,13 +98,85 @@ class IntakeApplication(ServiceApplication):
             planned_jobs=planned_jobs,
         )
         person.open_dossier(project.id)
-        project.screen(self.rules, others)
-        # The person's new key, if any, commits with the events that use it.
-        self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [])
+        for other_id, matched in self.vault.possible_duplicates(identifiers).items():
+            other = self.find(Person, UUID(other_id))
+            if other is not None and not other.forgotten:
+                project.flag_possible_duplicate(other.id, other.project_ids, matched)
+        project.screen(self.rules)
+        # The person's key and identifiers commit with the events that use them.
+        self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [],
+                  identifiers=[(str(person_id), kind, digest) for kind, digest in identifiers])
         return project
 
     def _projects(self, ids: list[str]) -> list[Project]:
         return [self.repository.get(UUID(i)) for i in ids]
+
+    # --- possible duplicates -----------------------------------------------------------
+
+    def index_earlier_persons(self, batch: int = 500) -> int:
+        """Hash the identifiers of the person records taken in before duplicate detection, so that
+        new dossiers are checked against them too; how many were indexed.
+
+        Their data is read from their first dossier's ciphertext (a forgotten person's cannot be,
+        and is skipped). Persons already indexed are skipped: running it again does nothing new.
+        """
+        indexed = self.recorder.indexed_persons()
+        count, start = 0, 1
+        while notifications := self.recorder.select_notifications(start, batch, topics=[_SUBMITTED]):
+            for notification in notifications:
+                submitted = self.mapper.to_domain_event(notification)
+                if str(submitted.person_id) in indexed:
+                    continue
+                indexed.add(str(submitted.person_id))
+                try:
+                    promoter = self.vault.open(submitted.person_id, submitted.promoter_ciphertext)
+                except KeyErased:
+                    continue
+                self.recorder.add_identifiers(str(submitted.person_id), self.vault.identifiers(promoter))
+                count += 1
+            start = notifications[-1].id + 1
+        return count
+
+    def confirm_duplicate(self, project_id: UUID, other_person_id: UUID) -> Project:
+        """An officer confirms the dossier's promoter is the other person record: the records merge.
+
+        What counts for "one person, one aid" is every dossier of the other record and of the
+        records already merged with either of them.
+        """
+
+        def change() -> Project:
+            project = self.get_project(project_id)
+            person = self.load(Person, project.person_id, "person")
+            other = self.load(Person, other_person_id, "person")
+            same = {other.id, *map(UUID, other.same_as), *map(UUID, person.same_as)} - {person.id}
+            records = [r for r in (self.find(Person, i) for i in same) if r is not None]
+            dossiers = self._projects([i for r in records for i in r.project_ids])
+            held = [str(p.id) for p in dossiers if p.id != project.id and p.counts_as_aid]
+            project.confirm_duplicate(other.id, held)
+            person.merge_with(other.id)
+            other.merge_with(person.id)
+            self.save(project, person, other)
+            return project
+
+        return retry_on_conflict(change)
+
+    def dismiss_duplicate(self, project_id: UUID, other_person_id: UUID) -> Project:
+        return self._change(project_id, "dismiss_duplicate", other_person_id=other_person_id)
+
+    def undo_duplicate(self, project_id: UUID, other_person_id: UUID) -> Project:
+        """Take back a confirmation: the two person records are two again."""
+
+        def change() -> Project:
+            project = self.get_project(project_id)
+            project.undo_duplicate(other_person_id)
+            person = self.load(Person, project.person_id, "person")
+            other = self.load(Person, other_person_id, "person")
+            person.unmerge(other.id)
+            other.unmerge(person.id)
+            self.save(project, person, other)
+            return project
+
+        return retry_on_conflict(change)
 
     def _change(self, project_id: UUID, verb: str, **kwargs: Any) -> Project:
         """An officer's command on a dossier. Funding, partners and followup also record their
@@ -107,10 +190,10 @@ class IntakeApplication(ServiceApplication):
 
         return retry_on_conflict(change)
 
-    def record_consent(self, project_id: UUID, purposes: list[str], partners: list[str]) -> Project:
+    def record_consent(self, project_id: UUID, purposes: list[ConsentPurpose], partners: list[str]) -> Project:
         return self._change(project_id, "record_consent", purposes=purposes, partners=partners)
 
-    def withdraw_consent(self, project_id: UUID, purposes: list[str], partners: list[str]) -> Project:
+    def withdraw_consent(self, project_id: UUID, purposes: list[ConsentPurpose], partners: list[str]) -> Project:
         return self._change(project_id, "withdraw_consent", purposes=purposes, partners=partners)
 
     def record_partners(self, project_id: UUID, support_structure_id: str, local_operator_id: str) -> None:
@@ -167,15 +250,16 @@ class IntakeApplication(ServiceApplication):
                                                                      funding_version):
             self.save(project)
 
-    def forget_person(self, person_id: UUID, reason: str) -> None:
-        """Erase a person's personal data everywhere by deleting their key.
+    def forget_person(self, person_id: UUID, reason: ForgetReason, note: str | None = None) -> None:
+        """Erase a person's personal data everywhere by deleting their key and their identifiers' hashes.
 
-        The key goes in the transaction that records PersonForgotten: a crash can leave
-        neither an erased person whose key remains nor a missing key without its record.
+        Both go in the transaction that records PersonForgotten: a crash can leave neither an
+        erased person whose key remains nor a missing key without its record. The note is sealed
+        under the programme's notes key, so the reason outlives the person's key.
         """
         person = self.load(Person, person_id, "person")
-        person.forget(reason)
-        self.save(person, erase_keys=[str(person_id)])
+        person.forget(reason, self.vault.seal_note(person_id, note) if note else None)
+        self.save(person, erase_keys=[str(person_id)], erase_identifiers=[str(person_id)])
 
     # --- queries ---------------------------------------------------------------------
 
@@ -184,8 +268,6 @@ class IntakeApplication(ServiceApplication):
 
     def promoter(self, project: Project) -> dict[str, Any] | None:
         """The promoter's personal data in clear, or None once the person is forgotten."""
-        from services.intake.personal_data import KeyErased
-
         try:
             return self.vault.open(project.person_id, project.promoter_ciphertext)
         except KeyErased:

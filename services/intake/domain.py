@@ -45,6 +45,52 @@ class ClosureReason(StrEnum):
     re_migrated = "re_migrated"
     funding_ended = "funding_ended"
     ineligible = "ineligible"
+    # An officer confirmed the promoter already holds an aid under another person record.
+    duplicate_aid = "duplicate_aid"
+
+
+class ConsentPurpose(StrEnum):
+    """What a promoter consents their data be processed for (a closed list).
+
+    Events recorded before the list was closed may hold other words: they stay as they are.
+    """
+
+    funding = "funding"  # the committee, the grants and their payment
+    follow_up = "follow_up"  # the year of follow-up visits after launch
+    preparation = "preparation"  # the skills review, trainings and business plan with the partners
+    statistics = "statistics"  # the programme's reports to its funders, aggregated
+
+
+class ForgetReason(StrEnum):
+    """Why a person's data is erased: the legal grounds of GDPR art. 17(1), then the programme's own."""
+
+    no_longer_necessary = "no_longer_necessary"  # art. 17(1)(a)
+    consent_withdrawn = "consent_withdrawn"  # art. 17(1)(b)
+    objection = "objection"  # art. 17(1)(c), an objection under art. 21
+    unlawfully_processed = "unlawfully_processed"  # art. 17(1)(d)
+    legal_obligation = "legal_obligation"  # art. 17(1)(e)
+    child_information_society = "child_information_society"  # art. 17(1)(f), art. 8(1) services
+    end_of_programme_request = "end_of_programme_request"  # the promoter asked, at the end of the programme
+    retention_period_elapsed = "retention_period_elapsed"  # the programme's retention period is over
+    entered_in_error = "entered_in_error"  # the record should never have been made
+
+
+class DuplicateKind(StrEnum):
+    """Which identifiers of two person records matched (their keyed hashes, never the values)."""
+
+    name = "name"
+    birth_date = "birth_date"
+    phone = "phone"
+    document = "document"
+
+
+class Review(StrEnum):
+    """Where an officer's review of a possible duplicate stands."""
+
+    flagged = "flagged"
+    confirmed = "confirmed"  # one person: the persons are merged
+    dismissed = "dismissed"  # two people
+    undone = "undone"  # a confirmation taken back: two persons again, to be settled anew
 
 
 class FinancingDecision(StrEnum):
@@ -87,7 +133,7 @@ class RuleSet:
     def ceiling(self, country: str) -> int:
         return self.ceilings_cents.get(country, self.default_ceiling_cents)
 
-    def assess(self, project: Project, other_open_dossiers: list[str]) -> list[str]:
+    def assess(self, project: Project) -> list[str]:
         """The reasons the dossier is ineligible under these rules; empty when eligible."""
         reasons = []
         if project.country not in self.countries:
@@ -100,8 +146,6 @@ class RuleSet:
             reasons.append("nothing_requested")
         if project.planned_jobs < self.min_planned_jobs:
             reasons.append(f"too_few_planned_jobs: {project.planned_jobs} < {self.min_planned_jobs}")
-        if other_open_dossiers:
-            reasons.append(f"duplicate_aid: the person already holds dossier(s) {', '.join(other_open_dossiers)}")
         return reasons
 
 
@@ -136,6 +180,8 @@ class Project(Aggregate):
         self.status = Status.submitted
         self.eligibility: dict[str, Any] | None = None
         self.possible_duplicates: list[str] = []
+        # Per other person record whose identifiers matched: its dossiers, what matched, the review.
+        self.duplicate_reviews: dict[str, dict[str, Any]] = {}
         self.consent: dict[str, list[str]] = {"purposes": [], "partners": []}
         self.support_structure_id: str | None = None
         self.local_operator_id: str | None = None
@@ -151,18 +197,78 @@ class Project(Aggregate):
 
     # --- screening ---------------------------------------------------------------
 
-    def screen(self, rules: RuleSet, other_open_dossiers: list[str]) -> None:
+    def screen(self, rules: RuleSet) -> None:
+        """Screen against the rules. A possible duplicate does not count here: only an officer's
+        confirmation does (`confirm_duplicate`)."""
         require(self.status == Status.submitted, "screen_once", f"the dossier is already {self.status}")
-        if other_open_dossiers:
-            self._possible_duplicate_flagged(other_project_ids=other_open_dossiers)
-        reasons = rules.assess(self, other_open_dossiers)
+        reasons = rules.assess(self)
         # The event carries what the partners service needs to assign (country, region, sector).
         self._eligibility_assessed(eligible=not reasons, reasons=reasons, rule_version=rules.version,
                                    country=self.country, french_region=self.french_region, sector=self.sector)
 
+    # --- possible duplicates: flagged at submission, settled by an officer ------------------
+
+    def flag_possible_duplicate(self, other_person_id: UUID, other_project_ids: list[str],
+                                matched: list[DuplicateKind]) -> None:
+        """Another person record's identifiers match this promoter's: an officer is to settle it."""
+        self._possible_duplicate_flagged(other_project_ids=list(other_project_ids),
+                                         other_person_id=str(other_person_id),
+                                         matched=sorted(DuplicateKind(k).value for k in matched))
+
+    # Flags recorded before persons had random ids name the other dossiers only (they were refused
+    # at once as duplicate_aid then): they are shown, with nothing to settle.
     @event("PossibleDuplicateFlagged")
-    def _possible_duplicate_flagged(self, other_project_ids: list[str]) -> None:
-        self.possible_duplicates = list(other_project_ids)
+    def _possible_duplicate_flagged(self, other_project_ids: list[str], other_person_id: str | None = None,
+                                    matched: list[DuplicateKind] | None = None) -> None:
+        self.possible_duplicates = sorted(set(self.possible_duplicates) | set(other_project_ids))
+        if other_person_id is not None:
+            self.duplicate_reviews[other_person_id] = {
+                "person_id": other_person_id, "project_ids": list(other_project_ids),
+                "matched": list(matched or []), "status": Review.flagged.value,
+            }
+
+    def _review(self, other_person_id: UUID, *allowed: Review) -> dict[str, Any]:
+        review = self.duplicate_reviews.get(str(other_person_id))
+        require(review is not None, "duplicate_was_flagged",
+                f"no possible duplicate with person {other_person_id} was flagged on this dossier")
+        require(review["status"] in allowed, "duplicate_review_in_order",
+                f"the possible duplicate is {review['status']}")
+        return review
+
+    def confirm_duplicate(self, other_person_id: UUID, aid_held: list[str]) -> None:
+        """The officer confirms both records are one person.
+
+        `aid_held`: the dossiers that count as aid the other person (with the records merged
+        with it) holds. One person holds one aid: when this dossier counts as aid too and one of
+        them does, this one (the later: flags are raised at submission) is closed as duplicate_aid.
+        """
+        self._review(other_person_id, Review.flagged, Review.undone)
+        self._duplicate_confirmed(other_person_id=str(other_person_id), aid_held=sorted(aid_held))
+        if aid_held and self.counts_as_aid and self.status not in FINAL:
+            self._closed(reason=ClosureReason.duplicate_aid.value, previous_status=self.status.value)
+
+    @event("DuplicateConfirmed")
+    def _duplicate_confirmed(self, other_person_id: str, aid_held: list[str]) -> None:
+        self.duplicate_reviews[other_person_id]["status"] = Review.confirmed.value
+
+    def dismiss_duplicate(self, other_person_id: UUID) -> None:
+        """The officer finds two different people: nothing else changes."""
+        self._review(other_person_id, Review.flagged, Review.undone)
+        self._duplicate_dismissed(other_person_id=str(other_person_id))
+
+    @event("DuplicateDismissed")
+    def _duplicate_dismissed(self, other_person_id: str) -> None:
+        self.duplicate_reviews[other_person_id]["status"] = Review.dismissed.value
+
+    def undo_duplicate(self, other_person_id: UUID) -> None:
+        """Take a confirmation back: the two persons are two again. A dossier the confirmation
+        closed stays closed (an ended dossier never reopens); the promoter submits anew."""
+        self._review(other_person_id, Review.confirmed)
+        self._duplicate_confirmation_undone(other_person_id=str(other_person_id))
+
+    @event("DuplicateConfirmationUndone")
+    def _duplicate_confirmation_undone(self, other_person_id: str) -> None:
+        self.duplicate_reviews[other_person_id]["status"] = Review.undone.value
 
     @event("EligibilityAssessed")
     def _eligibility_assessed(self, eligible: bool, reasons: list[str], rule_version: str, country: str,
@@ -172,24 +278,32 @@ class Project(Aggregate):
 
     # --- consent -------------------------------------------------------------------
 
-    def record_consent(self, purposes: list[str], partners: list[str]) -> None:
+    @staticmethod
+    def _purposes(purposes: list[ConsentPurpose]) -> list[str]:
+        try:
+            return sorted({ConsentPurpose(p).value for p in purposes})
+        except ValueError:
+            raise InvalidValue("purposes", f"a purpose is one of {', '.join(ConsentPurpose)}") from None
+
+    def record_consent(self, purposes: list[ConsentPurpose], partners: list[str]) -> None:
         self._require_open()
         require(bool(purposes), "consent_needs_purposes", "consent names at least one purpose")
-        self._consent_recorded(purposes=sorted(set(purposes)), partners=sorted(set(partners)))
+        self._consent_recorded(purposes=self._purposes(purposes), partners=sorted(set(partners)))
 
+    # Stored purposes are plain words: events from before the list was closed may hold others.
     @event("ConsentRecorded")
-    def _consent_recorded(self, purposes: list[str], partners: list[str]) -> None:
+    def _consent_recorded(self, purposes: list[ConsentPurpose], partners: list[str]) -> None:
         self.consent = {
             "purposes": sorted(set(self.consent["purposes"]) | set(purposes)),
             "partners": sorted(set(self.consent["partners"]) | set(partners)),
         }
 
-    def withdraw_consent(self, purposes: list[str], partners: list[str]) -> None:
+    def withdraw_consent(self, purposes: list[ConsentPurpose], partners: list[str]) -> None:
         self._require_open()
-        self._consent_withdrawn(purposes=sorted(set(purposes)), partners=sorted(set(partners)))
+        self._consent_withdrawn(purposes=self._purposes(purposes), partners=sorted(set(partners)))
 
     @event("ConsentWithdrawn")
-    def _consent_withdrawn(self, purposes: list[str], partners: list[str]) -> None:
+    def _consent_withdrawn(self, purposes: list[ConsentPurpose], partners: list[str]) -> None:
         self.consent = {
             "purposes": sorted(set(self.consent["purposes"]) - set(purposes)),
             "partners": sorted(set(self.consent["partners"]) - set(partners)),
@@ -301,7 +415,7 @@ class Project(Aggregate):
                 "committee_after_study", f"the feasibility study must be concluded first (the dossier is {self.status})")
         require(self.feasibility_conclusion == Conclusion.feasible, "committee_needs_feasible_study",
                 "the feasibility study concluded the project is not feasible")
-        require("funding" in self.consent["purposes"], "committee_needs_consent",
+        require(ConsentPurpose.funding in self.consent["purposes"], "committee_needs_consent",
                 "the promoter has not consented to the processing for funding")
         self._sent_to_committee(requested_amount_cents=self.requested_amount_cents,
                                 own_contribution_cents=self.own_contribution_cents, planned_jobs=self.planned_jobs)
@@ -386,7 +500,12 @@ class Project(Aggregate):
 
 
 class Person(Aggregate):
-    """A promoter, known only by a pseudonymous id; holds the list of their dossiers."""
+    """A person record: a promoter known only by a pseudonymous id, with their dossiers.
+
+    The id is random, never derived from who the person is: two people sharing a name and a birth
+    date are two records, and so is a forgotten person who comes back. Records an officer confirmed
+    to be one person are merged (`same_as`), which an officer can undo.
+    """
 
     @staticmethod
     def create_id(person_id: UUID) -> UUID:
@@ -396,6 +515,24 @@ class Person(Aggregate):
     def __init__(self, person_id: UUID):
         self.project_ids: list[str] = []
         self.forgotten = False
+        self.forgotten_reason: str | None = None
+        self.same_as: list[str] = []
+
+    def merge_with(self, other_person_id: UUID) -> None:
+        if str(other_person_id) not in self.same_as:
+            self._merged(other_person_id=str(other_person_id))
+
+    @event("PersonsMerged")
+    def _merged(self, other_person_id: str) -> None:
+        self.same_as.append(other_person_id)
+
+    def unmerge(self, other_person_id: UUID) -> None:
+        if str(other_person_id) in self.same_as:
+            self._unmerged(other_person_id=str(other_person_id))
+
+    @event("PersonsUnmerged")
+    def _unmerged(self, other_person_id: str) -> None:
+        self.same_as.remove(other_person_id)
 
     def open_dossier(self, project_id: UUID) -> None:
         self._dossier_opened(project_id=str(project_id))
@@ -404,14 +541,20 @@ class Person(Aggregate):
     def _dossier_opened(self, project_id: str) -> None:
         self.project_ids.append(project_id)
 
-    def forget(self, reason: str = "") -> None:
+    def forget(self, reason: ForgetReason, note_ciphertext: str | None = None) -> None:
+        """Erase the person's data. `note_ciphertext`: the officer's note, sealed under the
+        programme's notes key (not the person's, which goes now)."""
+        if reason not in ForgetReason.__members__.values():
+            raise InvalidValue("reason", f"a reason is one of {', '.join(ForgetReason)}")
         if self.forgotten:
             raise RuleViolated("forget_once", "this person's data is already erased")
-        self._forgotten(reason=reason)
+        self._forgotten(reason=ForgetReason(reason).value, note_ciphertext=note_ciphertext)
 
+    # Recorded without reason before it was asked for, then with free words before the closed list.
     @event("PersonForgotten")
-    def _forgotten(self, reason: str = "") -> None:  # recorded without reason before it was asked for
+    def _forgotten(self, reason: str = "", note_ciphertext: str | None = None) -> None:
         self.forgotten = True
+        self.forgotten_reason = reason
 
 
 class AdoptedRules(Aggregate):

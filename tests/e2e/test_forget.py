@@ -1,6 +1,7 @@
-"""Forget (crypto-shredding), end to end (issue 5 §6): once a person's key is deleted, none of
-their personal data can be read anywhere (stores, topics, dead-letter topics, read models, logs,
-spans), while the amounts, the decisions and the verification of every log stay whole."""
+"""Forget (crypto-shredding), end to end: once a person's key is deleted, none of their personal
+data can be read anywhere (stores, topics, dead-letter topics, read models, logs, spans), while the
+amounts, the decisions and the verification of every log stay whole; a forgotten person who comes
+back is a new person record, which can be forgotten too."""
 
 from __future__ import annotations
 
@@ -102,12 +103,28 @@ def test_a_forgotten_person_can_be_read_nowhere_and_every_log_still_verifies(sta
     bad = httpx.post(f"{intake.url}/v1/projects", headers=staff, json={**dossier, "country": "XX"})
     assert bad.status_code == 422
 
-    forgotten = httpx.delete(f"{intake.url}/v1/persons/{detail['person_id']}", headers=admin,
-                             params={"reason": "the person asked to be forgotten (GDPR art. 17)"})
+    forget = f"{intake.url}/v1/persons/{detail['person_id']}/forget"
+    note = f"courrier du {marker}: demande d'effacement"
+    forgotten = httpx.post(forget, headers=admin, json={"reason": "consent_withdrawn", "note": note})
     assert forgotten.status_code == 204, forgotten.text
     after = httpx.get(f"{intake.url}/v1/projects/{project_id}", headers=staff).json()
     assert after["promoter"] is None
     assert after["requested_amount_cents"] == 480_000 and after["status"] == "assigned", "amounts and facts stay"
+    again = httpx.post(forget, headers=admin, json={"reason": "consent_withdrawn"})
+    assert again.status_code == 409 and again.json()["rule"] == "forget_once"
+
+    # The person comes back: a new person record, a new key; the old dossier still reads, erased.
+    back = httpx.post(f"{intake.url}/v1/projects", headers=staff, json={**dossier, "title": "Retour"})
+    assert back.status_code == 201, back.text
+    returned = httpx.get(f"{intake.url}/v1/projects/{back.json()['id']}", headers=staff).json()
+    assert returned["person_id"] != detail["person_id"] and returned["promoter"]["given_name"] == promoter["given_name"]
+    assert returned["duplicate_reviews"] == [], "nothing of the forgotten person is left to match"
+    old = httpx.get(f"{intake.url}/v1/projects/{project_id}", headers=staff)
+    assert old.status_code == 200 and old.json()["promoter"] is None
+    forgotten = httpx.post(f"{intake.url}/v1/persons/{returned['person_id']}/forget", headers=admin,
+                           json={"reason": "end_of_programme_request"})
+    assert forgotten.status_code == 204, "the new record is forgotten too"
+    assert httpx.get(f"{intake.url}/v1/projects/{back.json()['id']}", headers=staff).json()["promoter"] is None
 
     time.sleep(1.0)  # the relays publish PersonForgotten; logs and spans are flushed by then
     databases = [intake.settings.database_name, partners.settings.database_name]
@@ -120,7 +137,7 @@ def test_a_forgotten_person_can_be_read_nowhere_and_every_log_still_verifies(sta
     }
     # The search does see what is there: the dossier's non-personal facts, everywhere.
     assert "PersonForgotten" in places["Kafka"] and "Atelier de couture" in places["Kafka"]
-    assert "Atelier de couture" in places["databases"] and "the person asked" in places["databases"]
+    assert "Atelier de couture" in places["databases"] and "consent_withdrawn" in places["databases"]
     assert project_id in places["logs and spans"]
     for value in on_kafka:
         if value.startswith(b'{"') and b'"specversion"' in value:
@@ -128,6 +145,7 @@ def test_a_forgotten_person_can_be_read_nowhere_and_every_log_still_verifies(sta
     for where, text in places.items():
         for field in ("given_name", "family_name", "phone", "email", "birth_date"):
             assert promoter[field] not in text, f"{field} of the forgotten person found in {where}"
+        assert note not in text, f"the note of the forgetting found in clear in {where}"
         compact = text.replace(" ", "")
         assert '"residence_status":"regular"' not in compact and "residence_status=regular" not in compact, \
             f"residence_status of the forgotten person found in {where}"

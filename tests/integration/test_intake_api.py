@@ -251,24 +251,123 @@ def test_metrics_count_commands_and_show_lags(intake):
     assert "passerelle_relay_lag_events" in text and "passerelle_consumer_processed_total" in text
 
 
+def identifiers_of(client, person_id: str) -> list:
+    recorder = client.app.state.runtime.app.recorder
+    return recorder._rows(f"SELECT kind FROM {recorder.identifiers_table} WHERE person_id = %s", (person_id,))
+
+
 def test_forgetting_a_person_erases_their_data_and_keeps_the_dossier(intake):
-    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    submitted = body()
+    created = intake.post("/v1/projects", json=submitted, headers=intake.officer).json()
     detail = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
     person = detail["person_id"]
+    assert identifiers_of(intake, person), "the identifiers' hashes are stored with the person"
     admin = bearer(intake.settings, "admin", sub="dpo")
-    why = {"reason": "the person asked (GDPR art. 17)"}
-    assert intake.delete(f"/v1/persons/{person}", headers=intake.officer, params=why).status_code == 403
-    no_reason = intake.delete(f"/v1/persons/{person}", headers=admin)
-    assert no_reason.status_code == 422 and no_reason.headers["content-type"] == "application/problem+json"
+    why = {"reason": "consent_withdrawn", "note": "letter RGPD-77 received by post"}
+    assert intake.post(f"/v1/persons/{person}/forget", headers=intake.officer, json=why).status_code == 403
+    for wrong in ({}, {"reason": "the person asked (GDPR art. 17)"}, {"reason": "objection", "note": ""}):
+        refused = intake.post(f"/v1/persons/{person}/forget", headers=admin, json=wrong)
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json", wrong
+    in_the_url = intake.delete(f"/v1/persons/{person}", headers=admin, params={"reason": "objection"})
+    assert in_the_url.status_code == 422, "a reason in a query string is refused: URLs end up in logs"
     assert intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()["promoter"] is not None
-    assert intake.delete(f"/v1/persons/{person}", headers=admin, params=why).status_code == 204
+    assert intake.post(f"/v1/persons/{person}/forget", headers=admin, json=why).status_code == 204
     after = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()
     assert after["promoter"] is None, "nobody can read the promoter's data any more"
     assert after["requested_amount_cents"] == detail["requested_amount_cents"], "amounts stay whole"
-    again = intake.delete(f"/v1/persons/{person}", headers=admin, params=why)
+    again = intake.post(f"/v1/persons/{person}/forget", headers=admin, json=why)
     assert again.status_code == 409 and again.json()["rule"] == "forget_once"
-    assert intake.delete(f"/v1/persons/{uuid.uuid4()}", headers=admin, params=why).status_code == 404
-    assert intake.app.state.runtime.app.recorder.find_data_key(person) is None, "the key went with PersonForgotten"
+    assert intake.post(f"/v1/persons/{uuid.uuid4()}/forget", headers=admin, json=why).status_code == 404
+    app = intake.app.state.runtime.app
+    assert app.recorder.find_data_key(person) is None, "the key went with PersonForgotten"
+    assert identifiers_of(intake, person) == [], "and so did the identifiers' hashes"
+    for notification in app.recorder.select_notifications(0, 100):
+        assert b"RGPD-77" not in notification.state, "the note is never stored in clear"
+
+    # The person comes back: a new person record with a new key, which can be forgotten too.
+    back = intake.post("/v1/projects", json=submitted, headers=intake.officer).json()
+    returned = intake.get(f"/v1/projects/{back['id']}", headers=intake.officer).json()
+    assert returned["person_id"] != person and returned["promoter"]["family_name"] == submitted["promoter"]["family_name"]
+    assert returned["duplicate_reviews"] == [], "a forgotten person's identifiers are gone: nothing to match"
+    assert intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()["promoter"] is None
+    gone = intake.request("DELETE", f"/v1/persons/{returned['person_id']}", headers=admin,
+                          json={"reason": "end_of_programme_request"})
+    assert gone.status_code == 204, gone.text
+
+
+def test_a_dossier_whose_key_was_replaced_reads_as_erased_not_500(intake):
+    """Ids were once derived from identities: a forgotten person who came back got a new key under
+    the old id, which cannot open the old dossier (it answered 500 InvalidTag)."""
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    app = intake.app.state.runtime.app
+    person = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer).json()["person_id"]
+    app.recorder.delete_data_key(person)
+    app.recorder._run(f"INSERT INTO {app.recorder.data_keys_table} (key_id, wrapped) VALUES (%s, %s)",
+                      app.vault.seal(uuid.UUID(person), {}, new_person=True).new_key)
+    r = intake.get(f"/v1/projects/{created['id']}", headers=intake.officer)
+    assert r.status_code == 200 and r.json()["promoter"] is None
+
+
+def test_homonyms_born_the_same_day_are_two_persons_until_an_officer_confirms(intake):
+    first_body = body()
+    second_body = copy.deepcopy(first_body)
+    second_body["promoter"]["phone"] = "+33 7 00 00 00 01"
+    first = intake.post("/v1/projects", json=first_body, headers=intake.officer).json()
+    second = intake.post("/v1/projects", json=second_body, headers=intake.officer).json()
+    assert second["status"] == "eligible", "a possible duplicate is not refused"
+    one = intake.get(f"/v1/projects/{first['id']}", headers=intake.officer).json()
+    two = intake.get(f"/v1/projects/{second['id']}", headers=intake.officer).json()
+    assert one["person_id"] != two["person_id"], "the same name and birth date make two person records"
+    assert two["duplicate_reviews"] == [{"person_id": one["person_id"], "project_ids": [first["id"]],
+                                         "matched": ["birth_date", "name"], "status": "flagged"}]
+    assert two["possible_duplicates"] == [first["id"]]
+    mine = bearer(intake.settings, "partner", partner_id="operator-1")
+    intake.app.state.runtime.app.record_partners(uuid.UUID(second["id"]), "support-1", "operator-1")
+    assert intake.get(f"/v1/projects/{second['id']}", headers=mine).json()["duplicate_reviews"] == []
+
+    settle = f"/v1/projects/{second['id']}/duplicates/{one['person_id']}"
+    for role in ("partner", "funding_officer", "followup_officer", "auditor"):
+        who = mine if role == "partner" else bearer(intake.settings, role)
+        assert intake.post(f"{settle}/confirm", headers=who).status_code == 403, role
+    unknown = intake.post(f"/v1/projects/{second['id']}/duplicates/{uuid.uuid4()}/confirm", headers=intake.officer)
+    assert unknown.status_code == 404
+    unflagged = intake.post(f"/v1/projects/{first['id']}/duplicates/{two['person_id']}/confirm", headers=intake.officer)
+    assert unflagged.status_code == 409 and unflagged.json()["rule"] == "duplicate_was_flagged"
+    assert intake.post(f"{settle}/undo", headers=intake.officer).json()["rule"] == "duplicate_review_in_order"
+
+    confirmed = intake.post(f"{settle}/confirm", headers=intake.officer)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["status"] == "closed", "one person, one aid: the later dossier is closed"
+    two = intake.get(f"/v1/projects/{second['id']}", headers=intake.officer).json()
+    assert two["closure_reason"] == "duplicate_aid" and two["duplicate_reviews"][0]["status"] == "confirmed"
+    assert [t["type"] for t in two["timeline"]][-2:] == ["DuplicateConfirmed", "ProjectClosed"]
+    assert intake.get(f"/v1/projects/{first['id']}", headers=intake.officer).json()["status"] == "eligible"
+    app = intake.app.state.runtime.app
+    from services.intake.domain import Person
+
+    persons = [app.find(Person, uuid.UUID(p)) for p in (one["person_id"], two["person_id"])]
+    assert persons[0].same_as == [two["person_id"]] and persons[1].same_as == [one["person_id"]]
+
+    undone = intake.post(f"{settle}/undo", headers=intake.officer)
+    assert undone.status_code == 200 and undone.json()["status"] == "closed", "an ended dossier never reopens"
+    persons = [app.find(Person, uuid.UUID(p)) for p in (one["person_id"], two["person_id"])]
+    assert persons[0].same_as == persons[1].same_as == [], "both persons are restored"
+    dismissed = intake.post(f"{settle}/dismiss", headers=intake.officer)
+    assert dismissed.status_code == 200
+    assert intake.get(f"/v1/projects/{second['id']}", headers=intake.officer).json()[
+        "duplicate_reviews"][0]["status"] == "dismissed"
+
+
+def test_consent_purposes_are_a_closed_list(intake):
+    created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
+    wrong = intake.post(f"/v1/projects/{created['id']}/consent", headers=intake.officer,
+                        json={"purposes": ["marketing"], "partners": []})
+    assert wrong.status_code == 422 and wrong.headers["content-type"] == "application/problem+json"
+    right = intake.post(f"/v1/projects/{created['id']}/consent", headers=intake.officer,
+                        json={"purposes": ["funding", "statistics"], "partners": []})
+    assert right.status_code == 200, right.text
+    schema = intake.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schema["ConsentPurpose"]["enum"]) == {"funding", "follow_up", "preparation", "statistics"}
 
 
 def test_followups_opening_puts_the_dossier_in_follow_up_once(intake):
@@ -314,3 +413,54 @@ def test_followups_opening_puts_the_dossier_in_follow_up_once(intake):
     intake.app.state.runtime.projector.catch_up()
     listed = intake.get("/v1/projects", params={"status": "in_followup"}, headers=intake.officer).json()["items"]
     assert [p["id"] for p in listed] == [str(project_id)]
+
+
+def test_the_demonstrations_second_aid_is_flagged_then_confirmed_by_an_officer(intake, monkeypatch):
+    from deploy import seed
+
+    monkeypatch.setattr(seed, "DOSSIERS", [seed.DOSSIERS[0], seed.DOSSIERS[seed.SECOND_AID]])
+    monkeypatch.setattr(seed, "SECOND_AID", 1)
+    seeder = seed.Seeder.__new__(seed.Seeder)
+    seeder.headers, seeder.http = intake.officer, intake  # the test client answers any URL
+    first, second = seeder.dossiers()
+    assert seeder.dossiers() == [first, second], "seeding again replays the same requests"
+    one = intake.get(f"/v1/projects/{first}", headers=intake.officer).json()
+    two = intake.get(f"/v1/projects/{second}", headers=intake.officer).json()
+    assert one["status"] == "eligible" and two["status"] == "closed" and two["closure_reason"] == "duplicate_aid"
+    assert two["duplicate_reviews"][0]["person_id"] == one["person_id"]
+    assert [t["type"] for t in two["timeline"]][1:] == ["PossibleDuplicateFlagged", "EligibilityAssessed",
+                                                        "DuplicateConfirmed", "ProjectClosed"]
+
+
+def test_persons_taken_in_before_duplicate_detection_are_indexed_once_by_an_admin(intake):
+    from services.intake.domain import Person, Project
+
+    app = intake.app.state.runtime.app
+    earlier = body()
+
+    def taken_in_before(promoter: dict) -> Person:
+        """As intake stored a person then: the events and the key, no identifiers' hashes."""
+        person = Person(person_id=uuid.uuid4())
+        sealed = app.vault.seal(person.id, promoter, new_person=True)
+        project = Project(reference="PAS-2025-OLD", person_id=person.id, promoter_ciphertext=sealed.ciphertext,
+                          country="SN", french_region="FR-IDF", sector="trade", title="t", description="",
+                          requested_amount_cents=1, own_contribution_cents=0, planned_jobs=1)
+        person.open_dossier(project.id)
+        app.save(project, person, data_keys=[sealed.new_key])
+        return person
+
+    person = taken_in_before(earlier["promoter"])
+    forgotten = taken_in_before(body()["promoter"])
+    app.forget_person(forgotten.id, "entered_in_error")
+    first = intake.post("/v1/projects", json=earlier, headers=intake.officer).json()
+    assert intake.get(f"/v1/projects/{first['id']}", headers=intake.officer).json()["duplicate_reviews"] == []
+
+    admin = bearer(intake.settings, "admin")
+    assert intake.post("/v1/persons/index", headers=intake.officer).status_code == 403
+    assert intake.post("/v1/persons/index", headers=admin).json() == {"indexed": 1}, "the forgotten one is skipped"
+    assert intake.post("/v1/persons/index", headers=admin).json() == {"indexed": 0}
+    assert identifiers_of(intake, str(forgotten.id)) == []
+    again = intake.post("/v1/projects", json=earlier, headers=intake.officer).json()
+    reviews = intake.get(f"/v1/projects/{again['id']}", headers=intake.officer).json()["duplicate_reviews"]
+    assert {r["person_id"] for r in reviews} == {str(person.id), intake.get(
+        f"/v1/projects/{first['id']}", headers=intake.officer).json()["person_id"]}

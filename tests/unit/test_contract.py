@@ -34,7 +34,7 @@ def test_published_data_has_exactly_the_documented_fields():
     project = Project(reference="PAS-T", person_id=uuid.uuid4(), promoter_ciphertext="c", country="SN",
                       french_region="FR-IDF", sector="trade", title="t", description="",
                       requested_amount_cents=1, own_contribution_cents=0, planned_jobs=1)
-    project.screen(rules, [])
+    project.screen(rules)
     project.record_partners("s", "o")
     project.record_consent(["funding"], [])
     project.record_business_plan([{"label": "x", "amount_cents": 1}], 0, 1)

@@ -10,7 +10,10 @@ from services.intake.domain import (
     AdoptedRules,
     ClosureReason,
     Conclusion,
+    ConsentPurpose,
+    DuplicateKind,
     FinancingDecision,
+    ForgetReason,
     Person,
     Project,
     RuleSet,
@@ -32,7 +35,7 @@ def dossier(**overrides) -> Project:
 
 def assigned(**overrides) -> Project:
     project = dossier(**overrides)
-    project.screen(RULES, [])
+    project.screen(RULES)
     project.record_partners("support-1", "operator-1")
     return project
 
@@ -50,7 +53,7 @@ def names(project: Project) -> list[str]:
 
 def test_an_eligible_dossier_is_screened_with_the_rule_version():
     project = dossier()
-    project.screen(RULES, [])
+    project.screen(RULES)
     assert project.status == Status.eligible
     assert project.eligibility == {"eligible": True, "reasons": [], "rule_version": "test-1"}
     assert names(project) == ["ProjectSubmitted", "EligibilityAssessed"]
@@ -64,36 +67,107 @@ def test_an_eligible_dossier_is_screened_with_the_rule_version():
 ])
 def test_ineligible_dossiers_say_why(overrides, reason):
     project = dossier(**overrides)
-    project.screen(RULES, [])
+    project.screen(RULES)
     assert project.status == Status.ineligible
     assert any(r.startswith(reason) for r in project.eligibility["reasons"])
 
 
 def test_ceilings_are_per_country():
     project = dossier(country="ML", requested_amount_cents=900_000)
-    project.screen(RULES, [])
+    project.screen(RULES)
     assert project.status == Status.eligible
 
 
-def test_one_person_one_aid_flags_and_refuses_a_second_dossier():
+def test_a_possible_duplicate_is_flagged_and_does_not_make_the_dossier_ineligible():
     project = dossier()
-    project.screen(RULES, ["other-dossier"])
-    assert project.status == Status.ineligible
-    assert project.possible_duplicates == ["other-dossier"]
-    assert "PossibleDuplicateFlagged" in names(project)
+    other = uuid.uuid4()
+    project.flag_possible_duplicate(other, ["first-dossier"], [DuplicateKind.name, DuplicateKind.birth_date])
+    project.screen(RULES)
+    assert project.status == Status.eligible, "only a confirmed duplicate counts for one person, one aid"
+    assert project.possible_duplicates == ["first-dossier"]
+    assert project.duplicate_reviews[str(other)] == {"person_id": str(other), "project_ids": ["first-dossier"],
+                                                     "matched": ["birth_date", "name"], "status": "flagged"}
+    assert names(project) == ["ProjectSubmitted", "PossibleDuplicateFlagged", "EligibilityAssessed"]
+
+
+def flagged(other: uuid.UUID) -> Project:
+    project = dossier()
+    project.flag_possible_duplicate(other, ["first-dossier"], [DuplicateKind.phone])
+    project.screen(RULES)
+    return project
+
+
+def test_confirming_a_duplicate_that_holds_an_aid_closes_the_later_dossier():
+    other = uuid.uuid4()
+    project = flagged(other)
+    project.confirm_duplicate(other, aid_held=["first-dossier"])
+    assert project.status == Status.closed and project.closure_reason == ClosureReason.duplicate_aid
+    assert project.duplicate_reviews[str(other)]["status"] == "confirmed"
+    assert names(project)[-2:] == ["DuplicateConfirmed", "ProjectClosed"]
+    with pytest.raises(RuleViolated) as raised:
+        project.confirm_duplicate(other, aid_held=[])
+    assert raised.value.rule == "duplicate_review_in_order"
+
+
+def test_confirming_a_duplicate_without_another_aid_leaves_the_dossier_open():
+    other = uuid.uuid4()
+    project = flagged(other)
+    project.confirm_duplicate(other, aid_held=[])
+    assert project.status == Status.eligible
+
+
+def test_a_confirmation_can_be_undone_then_settled_again_and_a_dismissal_changes_nothing_else():
+    other = uuid.uuid4()
+    project = flagged(other)
+    project.confirm_duplicate(other, aid_held=[])
+    project.undo_duplicate(other)
+    assert project.duplicate_reviews[str(other)]["status"] == "undone"
+    project.dismiss_duplicate(other)
+    assert project.duplicate_reviews[str(other)]["status"] == "dismissed" and project.status == Status.eligible
+    with pytest.raises(RuleViolated) as raised:
+        project.undo_duplicate(other)
+    assert raised.value.rule == "duplicate_review_in_order"
+
+
+def test_only_a_flagged_duplicate_is_settled():
+    project = flagged(uuid.uuid4())
+    with pytest.raises(RuleViolated) as raised:
+        project.confirm_duplicate(uuid.uuid4(), aid_held=[])
+    assert raised.value.rule == "duplicate_was_flagged"
+
+
+def test_merged_persons_can_be_unmerged():
+    one, two = uuid.uuid4(), uuid.uuid4()
+    person = Person(one)
+    person.merge_with(two)
+    person.merge_with(two)
+    assert person.same_as == [str(two)]
+    person.unmerge(two)
+    assert person.same_as == []
+    assert [type(e).__name__ for e in person.collect_events()] == ["PersonRegistered", "PersonsMerged",
+                                                                    "PersonsUnmerged"]
+
+
+def test_a_flag_recorded_before_persons_had_random_ids_still_reads():
+    project = dossier()
+    project._possible_duplicate_flagged(other_project_ids=["old-dossier"])  # as the old event held it
+    copy = None
+    for e in project.collect_events():
+        copy = e.mutate(copy)
+    assert copy.possible_duplicates == ["old-dossier"] and copy.duplicate_reviews == {}
 
 
 def test_screening_happens_once():
     project = dossier()
-    project.screen(RULES, [])
+    project.screen(RULES)
     with pytest.raises(RuleViolated) as raised:
-        project.screen(RULES, [])
+        project.screen(RULES)
     assert raised.value.rule == "screen_once"
 
 
 def test_partners_are_recorded_only_on_an_eligible_dossier():
     project = dossier(country="FR")
-    project.screen(RULES, [])
+    project.screen(RULES)
     assert project.record_partners("s", "o") is False
     project = assigned()
     assert project.status == Status.assigned
@@ -102,7 +176,7 @@ def test_partners_are_recorded_only_on_an_eligible_dossier():
 
 def test_preparation_needs_an_assignment():
     project = dossier()
-    project.screen(RULES, [])
+    project.screen(RULES)
     with pytest.raises(RuleViolated) as raised:
         project.complete_skills_review("good")
     assert raised.value.rule == "preparation_after_assignment"
@@ -197,12 +271,28 @@ def test_replaying_the_events_rebuilds_the_same_dossier():
     assert copy.status == project.status and copy.business_plan == project.business_plan
 
 
-def test_a_person_is_forgotten_once():
+def test_a_person_is_forgotten_once_for_a_reason_of_the_closed_list():
     person = Person(uuid.uuid4())
     person.open_dossier(uuid.uuid4())
-    person.forget()
+    with pytest.raises(InvalidValue):
+        person.forget("because")
+    person.forget(ForgetReason.consent_withdrawn, note_ciphertext="c2VhbGVk")
+    assert person.forgotten and person.forgotten_reason == "consent_withdrawn"
     with pytest.raises(RuleViolated):
-        person.forget()
+        person.forget(ForgetReason.entered_in_error)
+
+
+def test_consent_purposes_are_a_closed_list_and_old_words_still_read():
+    project = assigned()
+    with pytest.raises(InvalidValue):
+        project.record_consent(["marketing"], [])
+    project.record_consent([ConsentPurpose.funding, "follow_up"], [])
+    assert project.consent["purposes"] == ["follow_up", "funding"]
+    project._consent_recorded(purposes=["suivi"], partners=[])  # a word stored before the list was closed
+    copy = None
+    for e in project.collect_events():
+        copy = e.mutate(copy)
+    assert copy.consent["purposes"] == ["follow_up", "funding", "suivi"]
 
 
 # --- what funding decided ----------------------------------------------------------------------
@@ -269,7 +359,7 @@ def test_published_programme_rules_replace_the_default_ones():
     assert rules.version == "2027.1" and rules.countries == frozenset({"SN"})
     assert rules.ceiling("SN") == 1_000_000 and rules.min_planned_jobs == 2
     project = dossier(requested_amount_cents=900_000, planned_jobs=1)
-    project.screen(rules, [])
+    project.screen(rules)
     assert project.eligibility == {"eligible": False, "rule_version": "2027.1",
                                    "reasons": ["too_few_planned_jobs: 1 < 2"]}
 
