@@ -95,6 +95,11 @@ EXPECTED: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
         ("POST", "/v1/projects/{project_id}/committee"): row("intake_officer"),
         ("POST", "/v1/projects/{project_id}/withdraw"): row("intake_officer"),
         ("POST", "/v1/projects/{project_id}/close"): row("intake_officer"),
+        ("POST", "/v1/projects/{project_id}/duplicates/{person_id}/confirm"): row("intake_officer"),
+        ("POST", "/v1/projects/{project_id}/duplicates/{person_id}/dismiss"): row("intake_officer"),
+        ("POST", "/v1/projects/{project_id}/duplicates/{person_id}/undo"): row("intake_officer"),
+        ("POST", "/v1/persons/index"): row(),
+        ("POST", "/v1/persons/{person_id}/forget"): row(),
         ("DELETE", "/v1/persons/{person_id}"): row(),
     },
     "partners": {
@@ -301,6 +306,7 @@ def request_of(service: str, method: str, path: str, ids: dict[str, Any]) -> dic
         "/business-plan": {"budget_lines": [{"label": "stock", "amount_cents": 600_000}],
                            "own_contribution_cents": 100_000, "planned_jobs": 2},
         "/feasibility-study/conclusion": {"conclusion": "feasible", "summary": "ok"},
+        "/forget": {"reason": "entered_in_error"},
         "/withdraw": {"reason": "the promoter gives up"},
         "/close": {"reason": "abandoned"},
         "/v1/partners": {"name": "Nouvelle structure", "kind": "support_structure", "region": "FR-ARA",
@@ -333,7 +339,7 @@ def request_of(service: str, method: str, path: str, ids: dict[str, Any]) -> dic
         if body is not None:
             call["json"] = body
     if method == "DELETE":
-        call["params"] = {"reason": "the person asked to be forgotten"}
+        call["json"] = bodies["/forget"]
     if path == "/v1/proofs/inclusion":
         call["params"] = {"service": "intake", "seq": 0}
     if path == "/v1/proofs/consistency":
