@@ -63,9 +63,6 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8): bad input, as bad JSON is
-            return problem(422, "the request body cannot be read: JSON in UTF-8 is expected",
-                           errors=[{"loc": ["body"], "msg": str(exc.detail), "type": "body_unreadable"}])
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @api.exception_handler(RuleViolated)
