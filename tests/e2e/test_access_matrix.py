@@ -142,7 +142,7 @@ EXPECTED: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
         **operations(),
         ("GET", "/v1/followups"): row(*FOLLOWUP_READERS, partners=EVERY_PARTNER),
         # The follow-up is the local operator's: the support structure's part ended with the study.
-        ("GET", "/v1/followups/{project_id}"): row(*FOLLOWUP_READERS, partners=(404, ALLOWED, 404)),
+        ("GET", "/v1/followups/{project_id}"): row(*FOLLOWUP_READERS, partners=THE_LOCAL_OPERATOR),
         ("POST", "/v1/followups/{project_id}/launch"): row("followup_officer", partners=THE_LOCAL_OPERATOR),
         ("POST", "/v1/followups/{project_id}/visits"): row("followup_officer", partners=THE_LOCAL_OPERATOR),
         ("POST", "/v1/followups/{project_id}/visits/{visit_id}/resolution"): row("followup_officer"),
@@ -263,12 +263,19 @@ def set_up_the_programme(start_service) -> dict[str, Any]:
     answer = httpx.post(f"{financing}/tranches", headers=officer, json={
         "amount_cents": first, "payee": "operator:thies", "payment_reference": "VIR-1"})
     assert answer.status_code == 200, answer.text
+    answer = httpx.post(f"{funding.url}/v1/envelopes", headers=approver, json={
+        "purpose": "return_aid", "year": datetime.now(UTC).year, "amount_cents": 5_000_000})
+    assert answer.status_code == 201, answer.text
+    aid = httpx.post(f"{funding.url}/v1/return-aid", headers=officer, json={
+        "person_id": dossier()["person_id"], "country": "SN", "residence_status": "regular", "justification": "ok"})
+    assert aid.status_code == 201, aid.text
     field = bearer(settings, "followup_officer", sub="matrix-fatou")
     wait_long(lambda: httpx.get(f"{followup.url}/v1/followups/{project}", headers=field).status_code == 200,
               "the follow-up opened by the first tranche")
     return {"services": services, "project_id": project, "person_id": dossier()["person_id"],
             "support_structure": support, "local_operator": operator, "another_partner": another,
-            "envelope_id": envelope, "rules_version": rules["version"], "tranche_amount": first}
+            "envelope_id": envelope, "rules_version": rules["version"], "tranche_amount": first,
+            "aid_id": aid.json()["id"]}
 
 
 def tokens(settings, ids: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -287,6 +294,7 @@ def request_of(service: str, method: str, path: str, ids: dict[str, Any]) -> dic
     path_ids = {
         "project_id": ids["project_id"], "person_id": ids["person_id"], "partner_id": ids["support_structure"],
         "envelope_id": ids["envelope_id"], "version": ids["rules_version"], "tranche": 1, "visit_id": "matrix:1",
+        "aid_id": ids["aid_id"],
         "name": {"intake": "dossiers_v1", "partners": "partners_v1", "funding": "decisions_v1",
                  "followup": "followups_v1"}.get(service, ""),
     }
