@@ -15,6 +15,21 @@ import pytest
 
 from shared.settings import Settings
 
+PROOFS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def proof_summary(pytestconfig: pytest.Config) -> list[str]:
+    """Lines the proofs (schemathesis, the access matrix) print at the end of the run, passed or not."""
+    return pytestconfig.stash.setdefault(PROOFS, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if lines := config.stash.get(PROOFS, None):
+        terminalreporter.section("proofs")
+        for line in lines:
+            terminalreporter.write_line(line)
+
 
 def free_port() -> int:
     with socket.socket() as s:
