@@ -132,10 +132,13 @@ EXPECTED: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
         ("POST", "/v1/financing/{project_id}/decision"): row("funding_approver"),
         ("POST", "/v1/financing/{project_id}/agreement"): row("funding_officer"),
         ("POST", "/v1/financing/{project_id}/tranches"): row("funding_officer"),
+        # Funding knows a dossier's local operator only: to it, the support structure is a stranger.
         ("POST", "/v1/financing/{project_id}/tranches/{tranche}/evidence"): row(
-            "funding_officer", partners=THE_LOCAL_OPERATOR),
+            "funding_officer", partners=(404, ALLOWED, 404)),
         ("POST", "/v1/financing/{project_id}/tranches/{tranche}/reconciliation"): row("funding_officer"),
         ("POST", "/v1/return-aid"): row("funding_officer"),
+        ("GET", "/v1/return-aid/{aid_id}"): row(*FUNDING_READERS),
+        ("POST", "/v1/return-aid/{aid_id}/decision"): row("funding_approver"),
         ("GET", "/v1/decisions"): row(*FUNDING_READERS),
     },
     "followup": {
