@@ -104,3 +104,20 @@ def test_the_openapi_document_is_served(service, tmp_path):
     assert document.status_code == 200
     assert any(path.startswith("/v1/") for path in document.json()["paths"])
     assert client.get("/docs").status_code == 200
+
+
+CONSOLE_MUST_NOT_IMPORT = ("services", "eventsourcing", "sqlalchemy", "aiokafka", "psycopg", "shared.store")
+
+
+def test_the_console_is_a_client_of_the_apis_only():
+    """console/ talks to the services over HTTP: it imports no service, no store, no broker."""
+    for path in (ROOT / "console").rglob("*.py"):
+        bad = {m for m in imports(path) if m.startswith(CONSOLE_MUST_NOT_IMPORT)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+    # Nor through what it imports (a shared module that would pull a store in).
+    import subprocess
+    import sys
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, console.app; print('\\n'.join(sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert not [m for m in loaded if m.startswith(CONSOLE_MUST_NOT_IMPORT)]
