@@ -41,6 +41,9 @@ const ACCOUNTS = {
   support_idf: { name: 'Île-de-France Entreprendre Solidaire', roles: ['partner'], partner: true },
 };
 const PASSWORD = 'demo';
+// The services, as one resource server: its indicator (an absolute URI) names it; the tokens it
+// receives carry the audience the services check.
+const RESOURCE = 'urn:passerelle:services';
 
 function partnerId(accountId) {
   if (!PARTNERS_FILE || !existsSync(PARTNERS_FILE)) return undefined;
@@ -84,7 +87,7 @@ button.secondary{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8;margin-l
 function page(title, body) {
   return `<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>${escape(title)} · Passerelle</title>
-<link rel="stylesheet" href="/idp.css"></head><body><main>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/idp.css"></head><body><main>
 <p class="brand">Passerelle</p>${body}</main></body></html>`;
 }
 
@@ -132,7 +135,7 @@ const configuration = {
     devInteractions: { enabled: false },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => AUDIENCE,
+      defaultResource: () => RESOURCE,
       useGrantedResource: () => true,
       getResourceServerInfo: () => ({
         scope: 'passerelle', audience: AUDIENCE, accessTokenTTL: ACCESS_TOKEN_TTL, accessTokenFormat: 'jwt',
@@ -173,7 +176,7 @@ async function readForm(req) {
 function send(res, status, html) {
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
-    'content-security-policy': "default-src 'none'; style-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'",
+    'content-security-policy': "default-src 'none'; style-src 'self'; img-src data:; form-action 'self' http: https:; frame-ancestors 'none'",
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
     'cache-control': 'no-store',
