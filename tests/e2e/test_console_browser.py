@@ -160,8 +160,8 @@ def test_the_intake_officer_works_in_the_browser(console: dict[str, str], browse
                          ("title", "Boutique d'alimentation à Thiès"), ("requested_amount", "5 500,00"),
                          ("own_contribution", "1 200"), ("planned_jobs", "3")):
         driver.find_element(By.ID, field).send_keys(value)
-    # A date field takes the digits of the browser's locale (fr: day, month, year).
-    driver.find_element(By.ID, "birth_date").send_keys("14031988")
+    # A date field's keyboard entry follows the browser's locale: the value is set as the picker would.
+    driver.execute_script("arguments[0].value = '1988-03-14'", driver.find_element(By.ID, "birth_date"))
     Select(driver.find_element(By.ID, "residence_status")).select_by_value("regular")
     Select(driver.find_element(By.ID, "country")).select_by_visible_text("Sénégal")
     Select(driver.find_element(By.ID, "french_region")).select_by_visible_text("Île-de-France")
