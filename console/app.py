@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from uuid import UUID
 
+import httpx
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -288,7 +289,7 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         session = session_of(request) or store.new(lang_of(request, None))
         try:
             url, state, nonce, verifier = await oidc.authorization_url()
-        except Exception as exc:  # the provider is down: say so, do not fail
+        except (httpx.HTTPError, SignInFailed, ValueError, KeyError) as exc:  # the provider is down or confused
             log.warning("the identity provider cannot be read: %s", exc)
             return unavailable(request, session)
         if len(session.pending) > 5:  # abandoned sign-ins do not pile up
@@ -414,7 +415,8 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             return session
         if "intake_officer" not in session.roles:
             return not_allowed(request, session)
-        return await intake_form(request, session, {}, {})
+        draft, session.draft = session.draft, {}
+        return await intake_form(request, session, draft, {})
 
     async def intake_form(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
                           rule: str | None = None, status: int = 200) -> HTMLResponse:
@@ -431,6 +433,12 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
     async def take_in_dossier(request: Request) -> Response:
         session = await signed_in(request)
         if isinstance(session, Response):
+            # Signed out meanwhile (the access token expired): what was typed waits in the session,
+            # the form comes back filled in once signed in again.
+            expired = session_of(request)
+            form = await form_of(request, expired) if expired is not None else None
+            if expired is not None and form is not None:
+                expired.draft = {k: v for k, v in form.items() if k != "csrf"}
             return sign_in_again("/dossiers/new")
         form = await form_of(request, session)
         if form is None:

@@ -28,6 +28,8 @@ class Session:
     expires_at: float = 0.0
     # A sign-in under way: state -> (nonce, code verifier, the page asked for).
     pending: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # A form sent after the sign-in had expired, given back to its page once signed in again.
+    draft: dict[str, str] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.time)
 
     @property

@@ -120,6 +120,17 @@ def test_an_expired_session_signs_in_again(console: TestClient) -> None:
     assert answer.status_code == 303 and answer.headers["location"] == "/auth/login?next=%2Fdossiers%2Fnew"
 
 
+def test_a_form_sent_after_the_sign_in_expired_comes_back_filled_in(console: TestClient, intake: Intake) -> None:
+    session = sign_in(console, ["intake_officer"], expires_in=-1)
+    answer = console.post("/dossiers/new", data={**FORM, "csrf": session.csrf, "form_key": "k9"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/auth/login?next=%2Fdossiers%2Fnew"
+    assert ("POST", "/v1/projects") not in intake.calls
+    session.expires_at = time.time() + 600  # signed in again (the same session, renewed at the callback)
+    html = console.get("/dossiers/new").text
+    assert 'value="Diop"' in html and 'value="k9"' in html  # the same form key: taken in once
+    assert 'value="Diop"' not in console.get("/dossiers/new").text  # given back once
+
+
 def test_a_token_the_service_refuses_signs_in_again(console: TestClient, intake: Intake) -> None:
     sign_in(console, ["intake_officer"])
     intake.answer_401 = True

@@ -16,7 +16,7 @@ def test_make_run_starts_the_provider_and_the_console_and_the_services_trust_bot
     supervisor = run.Supervisor()
     supervisor.prepare_console()
     by_name = {s.name: s for s in supervisor.services}
-    assert list(by_name)[0] == "idp" and list(by_name)[-1] == "console"
+    assert [s.name for s in supervisor.services][::len(by_name) - 1] == ["idp", "console"]
     assert by_name["console"].port == 8000 and by_name["console"].module == "console.app"
     assert by_name["idp"].argv[0] == "node" and by_name["idp"].env["IDP_ISSUER"] == "http://127.0.0.1:8010"
     assert by_name["idp"].env["IDP_REDIRECT_URIS"] == "http://127.0.0.1:8000/auth/callback"
