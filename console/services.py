@@ -43,7 +43,6 @@ class Services:
     def __init__(self, settings: ConsoleSettings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.http = httpx.AsyncClient(timeout=settings.api_timeout, transport=transport)
-        self.calls = 0  # API calls made (a page's count is read by the tests and the bench)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -58,7 +57,6 @@ class Services:
         return await self._call("POST", token, service, path, json=body, headers=headers)
 
     async def _call(self, method: str, token: str, service: str, path: str, **kwargs: Any) -> Any:
-        self.calls += 1
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **kwargs.pop("headers", {})}
         try:
             answer = await self.http.request(method, self.settings.url_of(service) + path, headers=headers, **kwargs)

@@ -68,6 +68,8 @@ if [ "$MODE" = pytest ]; then
         fi
     fi
     "$PY" -c "from deploy import idp; idp.install()"
+    [ -f tests/e2e/axe/node_modules/axe-core/axe.min.js ] \
+        || (cd tests/e2e/axe && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 started=$SECONDS

@@ -4,7 +4,8 @@ Real processes: the identity provider (deploy/idp/server.js on Node.js), intake 
 Kafka, trusting the provider's keys, and the console. The intake officer signs in through the
 provider's form, takes in a dossier (a refusal shown next to its field first), finds it in the list
 and on its page with its timeline, switches to English and signs out. Screenshots of each page are
-kept under var/screenshots/console/ (`make test` leaves them there to be looked at).
+kept under var/screenshots/console/ (`make test` leaves them there to be looked at), and axe-core
+(npm, pinned in tests/e2e/axe/package-lock.json) checks each page: no critical or serious violation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "var" / "screenshots" / "console"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+AXE_DIR = Path(__file__).resolve().parent / "axe"
+AXE = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def install_axe() -> None:
+    if not AXE.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=AXE_DIR, check=True)
 
 
 class Process:
@@ -65,6 +73,7 @@ def console(start_service: Callable[..., Service], tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The provider, intake (trusting it) and the console, as real processes; their addresses."""
     idp.install()
+    install_axe()
     keys_dir = tmp_path / "keys"
     issuer, console_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     started: list[Process] = []
@@ -112,7 +121,21 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
+def accessible(driver) -> None:
+    """axe-core on the page as it is: no critical or serious violation (WCAG 2.x A and AA rules)."""
+    driver.execute_script(AXE.read_text())
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']})"
+        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' '))}))), e => done([{id: 'axe failed', impact: 'critical',"
+        " help: String(e), nodes: []}]));")
+    bad = [v for v in found if v["impact"] in ("critical", "serious")]
+    assert not bad, f"{driver.current_url}: {bad}"
+
+
 def shot(driver, name: str) -> None:
+    accessible(driver)
     SHOTS.mkdir(parents=True, exist_ok=True)
     # The whole page, not only the window: the window grows to the page's height for the picture.
     height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -223,6 +246,10 @@ def test_the_intake_officer_works_in_the_browser(console: dict[str, str], browse
     shot(driver, "07-signed-out")
     driver.get(console["console"] + "/")
     wait.until(seen.presence_of_element_located((By.ID, "login")))  # the provider asks again
+    # The accessibility check can fail: an image without a text alternative is a critical violation.
+    driver.execute_script("document.querySelector('main').appendChild(document.createElement('img'))")
+    with pytest.raises(AssertionError, match="image-alt"):
+        accessible(driver)
     # No Content-Security-Policy refusal, no failed resource (the refused form's own 422 aside).
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "status of 422" not in e["message"]]
     assert not severe, severe
