@@ -234,7 +234,7 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         """The posted form, or None when its CSRF token is not the session's."""
         form = await request.form()
         sent = str(form.get("csrf", ""))
-        if session is None or not sent or not hmac.compare_digest(sent, session.csrf):
+        if session is None or not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
             return None
         return {k: str(v).strip() for k, v in form.items() if isinstance(v, str)}
 

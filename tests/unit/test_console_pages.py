@@ -194,12 +194,18 @@ def test_the_dossier_page_eligibility_and_timeline(console: TestClient) -> None:
     assert console.get("/dossiers/not-an-id").status_code == 404
 
 
+def test_a_page_that_does_not_exist_is_a_page_not_a_500(console: TestClient) -> None:
+    answer = console.get("/nowhere")
+    assert answer.status_code == 404 and "Page introuvable" in answer.text
+
+
 def test_the_intake_form_refuses_without_its_csrf_token(console: TestClient, intake: Intake) -> None:
     sign_in(console, ["intake_officer"])
     answer = console.post("/dossiers/new", data={"given_name": "Awa"})
     assert answer.status_code == 403
-    answer = console.post("/dossiers/new", data={"given_name": "Awa", "csrf": "not-the-sessions"})
-    assert answer.status_code == 403
+    for wrong in ("not-the-sessions", "é" * 43):  # any text, never a 500
+        answer = console.post("/dossiers/new", data={"given_name": "Awa", "csrf": wrong})
+        assert answer.status_code == 403
     assert ("POST", "/v1/projects") not in intake.calls
 
 
