@@ -99,7 +99,8 @@ INTAKE_FIELDS = (
     FormField("french_region", N_("Région de résidence en France"), ("french_region",),
               N_("Choisissez une région.")),
     FormField("sector", N_("Secteur"), ("sector",), N_("Choisissez un secteur.")),
-    FormField("title", N_("Intitulé du projet"), ("title",), N_("Donnez un intitulé au projet (200 caractères au plus).")),
+    FormField("title", N_("Intitulé du projet"), ("title",),
+              N_("Donnez un intitulé au projet (200 caractères au plus).")),
     FormField("description", N_("Description (facultative)"), ("description",),
               N_("La description fait 5 000 caractères au plus.")),
     FormField("requested_amount", N_("Montant demandé (€)"), ("requested_amount_cents",),
@@ -390,7 +391,8 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             page = {"items": [], "next_cursor": None}  # a stale cursor: the first page again
         rules = await screening_rules(session)
         filters = {"status": status, "country": country}
-        next_url = ("/dossiers?" + urlencode({**filters, "cursor": page["next_cursor"]})) if page["next_cursor"] else None
+        next_cursor = page["next_cursor"]
+        next_url = ("/dossiers?" + urlencode({**filters, "cursor": next_cursor})) if next_cursor else None
         first_url = ("/dossiers?" + urlencode({k: v for k, v in filters.items() if v})) if cursor else None
         return render(request, session, "dossiers.html", items=page["items"], filters=filters, next_url=next_url,
                       first_url=first_url, countries=sorted_countries(rules, session.lang))

@@ -192,7 +192,8 @@ class Supervisor:
         self.base_env.pop("PASSERELLE_RUN_SERVICES", None)
         self.with_console = "PASSERELLE_RUN_SERVICES" not in os.environ
         if self.with_console:
-            self.services = [Service("idp", "", IDP_PORT), *self.services, Service("console", "console.app", CONSOLE_PORT)]
+            self.services = [Service("idp", "", IDP_PORT), *self.services,
+                             Service("console", "console.app", CONSOLE_PORT)]
 
     def prepare_console(self) -> None:
         """The identity provider's packages, keys and environment; the services told to trust it."""
@@ -290,7 +291,8 @@ class Supervisor:
             finally:
                 log.close()
             svc.started_at = time.monotonic()
-            say(f"{svc.name}: starting {' '.join(svc.argv or ['python', '-m', svc.module])} on {svc.url} (pid {svc.proc.pid}, "
+            program = " ".join(svc.argv or ["python", "-m", svc.module])
+            say(f"{svc.name}: starting {program} on {svc.url} (pid {svc.proc.pid}, "
                 f"log {svc.log_path.relative_to(REPO)})")
 
     def wait_healthy(self) -> None:

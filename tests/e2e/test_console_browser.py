@@ -134,12 +134,14 @@ def accessible(driver) -> None:
     assert not bad, f"{driver.current_url}: {bad}"
 
 
-def shot(driver, name: str) -> None:
+def shot(driver, name: str, width: int = 1280) -> None:
+    """The page checked for accessibility, and its picture (at a phone's width when asked)."""
+    driver.set_window_size(width, 1000)
     accessible(driver)
     SHOTS.mkdir(parents=True, exist_ok=True)
     # The whole page, not only the window: the window grows to the page's height for the picture.
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(1000, min(height + 40, 4000)))
+    driver.set_window_size(width, max(1000, min(height + 40, 4000)))
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
     driver.set_window_size(1280, 1000)
 
@@ -210,6 +212,7 @@ def test_the_intake_officer_works_in_the_browser(console: dict[str, str], browse
     assert "Dossier reçu" in timeline and "intake_officer" in timeline and "Éligibilité examinée" in timeline
     dossier_url = driver.current_url.split("?")[0]
     shot(driver, "04-dossier")
+    shot(driver, "04-dossier-phone", width=390)
 
     # In the list, filtered by status and country.
     driver.find_element(By.LINK_TEXT, "Dossiers").click()

@@ -33,7 +33,8 @@ SUMMARY = {"id": DOSSIER_ID, "reference": "PAS-2026-0001", "status": "at_committ
            "requested_amount_cents": 550_000, "support_structure_id": None, "local_operator_id": None,
            "submitted_at": "2026-12-04T10:05:00+00:00"}
 DETAIL = {**SUMMARY, "version": 4, "person_id": str(uuid.uuid4()),
-          "promoter": {"given_name": "Awa", "family_name": "Diop"}, "description": "", "own_contribution_cents": 120_000,
+          "promoter": {"given_name": "Awa", "family_name": "Diop"}, "description": "",
+          "own_contribution_cents": 120_000,
           "planned_jobs": 3, "eligibility": {"eligible": False, "reasons": ["too_few_planned_jobs: 0 < 1"],
                                              "rule_version": "2026.1"},
           "possible_duplicates": [], "duplicate_reviews": [], "consent": {"purposes": [], "partners": []},

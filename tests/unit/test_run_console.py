@@ -31,7 +31,8 @@ def test_make_run_starts_the_provider_and_the_console_and_the_services_trust_bot
 
 
 def test_a_chosen_set_of_services_runs_without_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PASSERELLE_RUN_SERVICES", '[{"name": "intake", "module": "services.intake.main", "port": 8001}]')
+    monkeypatch.setenv("PASSERELLE_RUN_SERVICES",
+                       '[{"name": "intake", "module": "services.intake.main", "port": 8001}]')
     supervisor = run.Supervisor()
     supervisor.prepare_console()
     assert [s.name for s in supervisor.services] == ["intake"]
