@@ -44,6 +44,9 @@ DETAIL = {**SUMMARY, "version": 4, "person_id": str(uuid.uuid4()),
                         "actor": "service:intake"}]}
 
 
+PARTNER_ID, ASSIGNED_ID = str(uuid.uuid4()), str(uuid.uuid4())
+
+
 class Intake:
     """intake's HTTP API as its OpenAPI document describes it, for the routes the pages call."""
 
@@ -66,6 +69,13 @@ class Intake:
             return httpx.Response(200, json={"items": items, "next_cursor": "c-2" if not query.get("cursor") else None})
         if request.method == "GET" and path == f"/v1/projects/{DOSSIER_ID}":
             return httpx.Response(200, json=DETAIL)
+        if request.method == "GET" and path == f"/v1/partners/{PARTNER_ID}":
+            return httpx.Response(200, json={"id": PARTNER_ID, "name": "Thiès Conseil (bureau d'études)"})
+        if request.method == "GET" and path == f"/v1/projects/{ASSIGNED_ID}":
+            return httpx.Response(200, json={
+                **DETAIL, "id": ASSIGNED_ID, "status": "preparing", "local_operator_id": PARTNER_ID,
+                "timeline": [*DETAIL["timeline"], {"type": "SkillsReviewCompleted", "version": 5,
+                                                   "at": "2026-12-05T09:00:00+00:00", "actor": f"partner:{PARTNER_ID}"}]})
         if request.method == "GET" and path.startswith("/v1/projects/"):
             return httpx.Response(404, json={"status": 404, "detail": "no such dossier"})
         if request.method == "POST" and path == "/v1/projects":
@@ -198,6 +208,15 @@ def test_the_dossier_page_eligibility_and_timeline(console: TestClient) -> None:
 def test_a_page_that_does_not_exist_is_a_page_not_a_500(console: TestClient) -> None:
     answer = console.get("/nowhere")
     assert answer.status_code == 404 and "Page introuvable" in answer.text
+
+
+def test_the_dossier_page_names_its_partners_and_what_they_did(console: TestClient, intake: Intake) -> None:
+    sign_in(console, ["intake_officer"])
+    page = text_of(console.get(f"/dossiers/{ASSIGNED_ID}").text)
+    assert "Opérateur local Thiès Conseil (bureau d'études)" in page
+    assert "Structure d'accompagnement Pas encore désignée" in page
+    assert "Bilan de compétences fait Thiès Conseil (bureau d'études)" in page
+    assert intake.calls.count(("GET", f"/v1/partners/{PARTNER_ID}")) == 1  # one call per partner, not per event
 
 
 def test_the_intake_form_refuses_without_its_csrf_token(console: TestClient, intake: Intake) -> None:
