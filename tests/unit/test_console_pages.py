@@ -74,8 +74,9 @@ class Intake:
         if request.method == "GET" and path == f"/v1/projects/{ASSIGNED_ID}":
             return httpx.Response(200, json={
                 **DETAIL, "id": ASSIGNED_ID, "status": "preparing", "local_operator_id": PARTNER_ID,
-                "timeline": [*DETAIL["timeline"], {"type": "SkillsReviewCompleted", "version": 5,
-                                                   "at": "2026-12-05T09:00:00+00:00", "actor": f"partner:{PARTNER_ID}"}]})
+                "timeline": [*DETAIL["timeline"],
+                             {"type": "SkillsReviewCompleted", "version": 5, "at": "2026-12-05T09:00:00+00:00",
+                              "actor": f"partner:{PARTNER_ID}"}]})
         if request.method == "GET" and path.startswith("/v1/projects/"):
             return httpx.Response(404, json={"status": 404, "detail": "no such dossier"})
         if request.method == "POST" and path == "/v1/projects":
