@@ -509,6 +509,7 @@ def main() -> None:
 
     settings = ConsoleSettings()
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per API call says nothing useful
     uvicorn.run(create_app(settings), host=settings.console_host, port=settings.console_port, log_level="info")
 
 
