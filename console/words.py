@@ -64,6 +64,12 @@ ROLES = {
     "partner": N_("Partenaire"), "auditor": N_("Auditeur·rice"), "admin": N_("Administrateur·rice"),
 }
 
+# A possible duplicate: which identifiers matched, and where the officer's review stands.
+DUPLICATE_KINDS = {"name": N_("nom"), "birth_date": N_("date de naissance"), "phone": N_("téléphone"),
+                   "document": N_("pièce d'identité")}
+DUPLICATE_REVIEWS = {"flagged": N_("À examiner"), "confirmed": N_("Confirmé : une seule personne"),
+                     "dismissed": N_("Écarté : deux personnes"), "undone": N_("Confirmation annulée : à examiner")}
+
 # The events of a dossier's timeline, as what happened.
 EVENTS = {
     "ProjectSubmitted": N_("Dossier reçu"),

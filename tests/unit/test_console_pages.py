@@ -74,6 +74,8 @@ class Intake:
         if request.method == "GET" and path == f"/v1/projects/{ASSIGNED_ID}":
             return httpx.Response(200, json={
                 **DETAIL, "id": ASSIGNED_ID, "status": "preparing", "local_operator_id": PARTNER_ID,
+                "duplicate_reviews": [{"person_id": str(uuid.uuid4()), "project_ids": [DOSSIER_ID],
+                                       "matched": ["name", "birth_date"], "status": "flagged"}],
                 "timeline": [*DETAIL["timeline"],
                              {"type": "SkillsReviewCompleted", "version": 5, "at": "2026-12-05T09:00:00+00:00",
                               "actor": f"partner:{PARTNER_ID}"}]})
@@ -211,13 +213,16 @@ def test_a_page_that_does_not_exist_is_a_page_not_a_500(console: TestClient) -> 
     assert answer.status_code == 404 and "Page introuvable" in answer.text
 
 
-def test_the_dossier_page_names_its_partners_and_what_they_did(console: TestClient, intake: Intake) -> None:
+def test_the_dossier_page_names_its_partners_what_they_did_and_the_duplicates(console: TestClient, intake: Intake) -> None:
     sign_in(console, ["intake_officer"])
     page = text_of(console.get(f"/dossiers/{ASSIGNED_ID}").text)
     assert "Opérateur local Thiès Conseil (bureau d'études)" in page
     assert "Structure d'accompagnement Pas encore désignée" in page
     assert "Bilan de compétences fait Thiès Conseil (bureau d'études)" in page
     assert intake.calls.count(("GET", f"/v1/partners/{PARTNER_ID}")) == 1  # one call per partner, not per event
+    # The possible duplicates, with what matched and where their review stands.
+    assert "Identifiants communs Examen Dossier 1 nom, date de naissance À examiner" in page
+    assert "Doublons possibles" not in text_of(console.get(f"/dossiers/{DOSSIER_ID}").text)  # none: no section
 
 
 def test_the_intake_form_refuses_without_its_csrf_token(console: TestClient, intake: Intake) -> None:
