@@ -213,7 +213,8 @@ def test_a_page_that_does_not_exist_is_a_page_not_a_500(console: TestClient) -> 
     assert answer.status_code == 404 and "Page introuvable" in answer.text
 
 
-def test_the_dossier_page_names_its_partners_what_they_did_and_the_duplicates(console: TestClient, intake: Intake) -> None:
+def test_the_dossier_page_names_its_partners_what_they_did_and_the_duplicates(console: TestClient,
+                                                                               intake: Intake) -> None:
     sign_in(console, ["intake_officer"])
     page = text_of(console.get(f"/dossiers/{ASSIGNED_ID}").text)
     assert "Opérateur local Thiès Conseil (bureau d'études)" in page
