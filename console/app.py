@@ -289,7 +289,7 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
     async def login(request: Request, next: str = "/") -> Response:
         session = session_of(request) or store.new(lang_of(request, None))
         try:
-            url, state, nonce, verifier = await oidc.authorization_url()
+            url, state, nonce, verifier = await oidc.authorization_url(session.lang)
         except (httpx.HTTPError, SignInFailed, ValueError, KeyError) as exc:  # the provider is down or confused
             log.warning("the identity provider cannot be read: %s", exc)
             return unavailable(request, session)
@@ -331,7 +331,7 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             return forbidden_form(request, session)
         id_token = session.id_token
         store.drop(session)
-        response = RedirectResponse(await oidc.end_session_url(id_token), status_code=303)
+        response = RedirectResponse(await oidc.end_session_url(id_token, session.lang), status_code=303)
         response.delete_cookie(COOKIE, path="/")
         response.set_cookie("passerelle_lang", session.lang, httponly=True, samesite="lax",
                             secure=settings.secure_cookies)

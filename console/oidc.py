@@ -55,13 +55,15 @@ class OpenIDClient:
             scope=SCOPE, redirect_uri=self.redirect_uri, code_challenge_method="S256", timeout=10,
         )
 
-    async def authorization_url(self) -> tuple[str, str, str, str]:
-        """Where to send the browser, with the state, nonce and code verifier to keep for the callback."""
+    async def authorization_url(self, lang: str = "fr") -> tuple[str, str, str, str]:
+        """Where to send the browser, with the state, nonce and code verifier to keep for the callback.
+
+        `lang` asks the provider for its pages in the console's language (ui_locales)."""
         meta = await self.metadata()
         state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
         async with self._client() as client:
             url, _ = client.create_authorization_url(meta["authorization_endpoint"], state=state, nonce=nonce,
-                                                     code_verifier=verifier)
+                                                     code_verifier=verifier, ui_locales=lang)
         return url, state, nonce, verifier
 
     async def exchange(self, code: str, verifier: str, nonce: str) -> dict[str, Any]:
@@ -89,10 +91,11 @@ class OpenIDClient:
         except jwt.PyJWTError as exc:
             raise SignInFailed(f"the ID token is not valid: {exc}") from exc
 
-    async def end_session_url(self, id_token: str | None) -> str:
+    async def end_session_url(self, id_token: str | None, lang: str = "fr") -> str:
         """The provider's sign-out (RP-initiated logout), coming back to the console's signed-out page."""
         meta = await self.metadata()
-        params = {"client_id": self.settings.oidc_client_id, "post_logout_redirect_uri": self.post_logout_redirect_uri}
+        params = {"client_id": self.settings.oidc_client_id, "post_logout_redirect_uri": self.post_logout_redirect_uri,
+                  "ui_locales": lang}
         if id_token:
             params["id_token_hint"] = id_token
         return f"{meta['end_session_endpoint']}?{urlencode(params)}"

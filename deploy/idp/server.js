@@ -73,6 +73,24 @@ function signingKey() {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
+// The provider's pages in the console's language: French, or English when the console asks for it
+// (the standard ui_locales parameter of the sign-in and sign-out requests).
+const TEXT = {
+  fr: {
+    signInTitle: 'Connexion', signIn: 'Connexion à la console', login: 'Identifiant', password: 'Mot de passe',
+    submit: 'Se connecter', wrong: 'Identifiant ou mot de passe incorrect.',
+    signOutTitle: 'Déconnexion', signOut: 'Vous déconnecter de Passerelle ?', yes: 'Oui, me déconnecter',
+    no: 'Non, rester connecté', signedOut: 'Vous êtes déconnecté.',
+  },
+  en: {
+    signInTitle: 'Sign in', signIn: 'Sign in to the console', login: 'Username', password: 'Password',
+    submit: 'Sign in', wrong: 'Wrong username or password.',
+    signOutTitle: 'Sign out', signOut: 'Sign out of Passerelle?', yes: 'Yes, sign me out', no: 'No, stay signed in',
+    signedOut: 'You are signed out.',
+  },
+};
+const languageOf = (uiLocales) => (String(uiLocales ?? '').trim().toLowerCase().startsWith('en') ? 'en' : 'fr');
+
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
 const STYLE = `body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1b1f24;margin:0}
@@ -84,23 +102,24 @@ button{margin-top:1.4rem;padding:.6rem 1.2rem;font-size:1rem;background:#1d4ed8;
 button.secondary{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8;margin-left:.5rem}
 .error{color:#b91c1c;font-weight:600}p.brand{color:#374151;margin:0 0 1rem}`;
 
-function page(title, body) {
-  return `<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8">
+function page(title, body, lang = 'fr') {
+  return `<!DOCTYPE html><html lang="${lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>${escape(title)} · Passerelle</title>
 <link rel="icon" href="data:,"><link rel="stylesheet" href="/idp.css"></head><body><main>
 <p class="brand">Passerelle</p>${body}</main></body></html>`;
 }
 
-function signInForm(uid, { login = '', error = '' } = {}) {
-  return page('Connexion', `<h1>Connexion à la console</h1>
-${error ? `<p class="error" role="alert" id="signin-error">${escape(error)}</p>` : ''}
+function signInForm(uid, lang, { login = '', error = false } = {}) {
+  const t = TEXT[lang];
+  return page(t.signInTitle, `<h1>${t.signIn}</h1>
+${error ? `<p class="error" role="alert" id="signin-error">${t.wrong}</p>` : ''}
 <form method="post" action="/interaction/${escape(uid)}/login" autocomplete="off">
-<label for="login">Identifiant</label>
+<label for="login">${t.login}</label>
 <input id="login" name="login" required autofocus value="${escape(login)}" autocapitalize="none" spellcheck="false"${error ? ' aria-describedby="signin-error"' : ''}>
-<label for="password">Mot de passe</label>
+<label for="password">${t.password}</label>
 <input id="password" name="password" type="password" required>
-<button type="submit">Se connecter</button>
-</form>`);
+<button type="submit">${t.submit}</button>
+</form>`, lang);
 }
 
 const configuration = {
@@ -145,12 +164,14 @@ const configuration = {
     rpInitiatedLogout: {
       enabled: true,
       async logoutSource(ctx, form) {
-        ctx.body = page('Déconnexion', `<h1>Vous déconnecter de Passerelle ?</h1>${form}
-<button type="submit" form="op.logoutForm" value="yes" name="logout" autofocus>Oui, me déconnecter</button>
-<button type="submit" form="op.logoutForm" class="secondary">Non, rester connecté</button>`);
+        const lang = languageOf(ctx.oidc.params?.ui_locales);
+        const t = TEXT[lang];
+        ctx.body = page(t.signOutTitle, `<h1>${t.signOut}</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout" autofocus>${t.yes}</button>
+<button type="submit" form="op.logoutForm" class="secondary">${t.no}</button>`, lang);
       },
       async postLogoutSuccessSource(ctx) {
-        ctx.body = page('Déconnecté', '<h1>Vous êtes déconnecté.</h1>');
+        ctx.body = page(TEXT.fr.signOutTitle, `<h1>${TEXT.fr.signedOut}</h1>`);
       },
     },
   },
@@ -190,13 +211,14 @@ async function interaction(req, res, uid, action) {
   const details = await provider.interactionDetails(req, res);
   if (details.uid !== uid) return send(res, 400, page('Erreur', '<h1>Cette page de connexion a expiré.</h1>'));
   const { prompt, params, session } = details;
+  const lang = languageOf(params.ui_locales);
   if (prompt.name === 'login') {
-    if (req.method === 'GET') return send(res, 200, signInForm(uid));
+    if (req.method === 'GET') return send(res, 200, signInForm(uid, lang));
     if (req.method === 'POST' && action === 'login') {
       const form = await readForm(req);
       const login = (form.get('login') ?? '').trim();
       if (!Object.hasOwn(ACCOUNTS, login) || form.get('password') !== PASSWORD) {
-        return send(res, 200, signInForm(uid, { login, error: 'Identifiant ou mot de passe incorrect.' }));
+        return send(res, 200, signInForm(uid, lang, { login, error: true }));
       }
       return provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
     }

@@ -243,12 +243,14 @@ def test_the_intake_officer_works_in_the_browser(console: dict[str, str], browse
     # Signing out: the console's session and the provider's.
     driver.find_element(By.CSS_SELECTOR, "form[action='/auth/logout'] button").click()
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "button[name=logout]")))
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Sign out of Passerelle?"  # in the console's language
     driver.find_element(By.CSS_SELECTOR, "button[name=logout]").click()
     wait.until(seen.url_to_be(console["console"] + "/signed-out"))
     assert "You are signed out" in driver.find_element(By.TAG_NAME, "h1").text
     shot(driver, "07-signed-out")
     driver.get(console["console"] + "/")
     wait.until(seen.presence_of_element_located((By.ID, "login")))  # the provider asks again
+    assert driver.find_element(By.CSS_SELECTOR, "label[for=login]").text == "Username"
     # The accessibility check can fail: an image without a text alternative is a critical violation.
     driver.execute_script("document.querySelector('main').appendChild(document.createElement('img'))")
     with pytest.raises(AssertionError, match="image-alt"):
