@@ -47,6 +47,9 @@ INTAKE_QUEUE = (
     ("preparing", words.N_("En préparation : l'étude de faisabilité à demander")),
     ("feasibility", words.N_("En étude de faisabilité : l'envoi au comité")),
 )
+# What the dossier page says after an act (`?done=`).
+DONE = {"taken_in": words.N_("Le dossier est pris en charge."),
+        "consent": words.N_("Le consentement est enregistré.")}
 QUEUE_COUNT_LIMIT = 200  # a count above this reads "200 et plus" (one API call per line of the queue)
 
 
@@ -460,13 +463,18 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             if exc.status == 403:
                 return not_allowed(request, session)
             return await intake_form(request, session, form, {}, rule=exc.rule or "", status=exc.status)
-        return RedirectResponse(f"/dossiers/{created['id']}?taken_in=1", status_code=303)
+        return RedirectResponse(f"/dossiers/{created['id']}?done=taken_in", status_code=303)
 
     @app.get("/dossiers/{dossier_id}", response_class=HTMLResponse)
-    async def dossier(request: Request, dossier_id: str, taken_in: str = "") -> Response:
+    async def dossier(request: Request, dossier_id: str, done: str = "") -> Response:
         session = await signed_in(request)
         if isinstance(session, Response):
             return session
+        return await dossier_page(request, session, dossier_id, done=done if done in DONE else "")
+
+    async def dossier_page(request: Request, session: Session, dossier_id: str, done: str = "",
+                           rule: str | None = None, consent_error: str | None = None,
+                           status: int = 200) -> HTMLResponse:
         try:
             UUID(dossier_id)
             found = await api.get(session.access_token, "intake", f"/v1/projects/{dossier_id}")
@@ -487,8 +495,40 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         for reason in (found.get("eligibility") or {}).get("reasons", []):
             code = reason.split(":", 1)[0]
             reasons.append(words.ELIGIBILITY_REASONS.get(code, reason))
-        return render(request, session, "dossier.html", d=found, partners=partners, reasons=reasons,
-                      taken_in=bool(taken_in), actor=actor_word)
+        # The acts this person may do on the dossier in its state (the service decides in the end).
+        may_record_consent = "intake_officer" in session.roles and found["status"] not in ("closed", "withdrawn")
+        return render(request, session, "dossier.html", status=status, d=found, partners=partners, reasons=reasons,
+                      done=DONE.get(done), actor=actor_word, rule=rule, consent_error=consent_error,
+                      may_record_consent=may_record_consent)
+
+    @app.post("/dossiers/{dossier_id}/consent", response_class=HTMLResponse)
+    async def record_consent(request: Request, dossier_id: str) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return sign_in_again(f"/dossiers/{quote(dossier_id)}")
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        sent = await request.form()
+        purposes = [p for p in sent.getlist("purposes") if p in words.CONSENT_PURPOSES]
+        partners = [p for p in sent.getlist("partners") if isinstance(p, str) and p]
+        try:
+            UUID(dossier_id)
+            if not purposes and partners:  # sharing with one more partner, for the purposes consented already
+                purposes = (await api.get(session.access_token, "intake", f"/v1/projects/{dossier_id}"))["consent"][
+                    "purposes"]
+            if not purposes:
+                return await dossier_page(request, session, dossier_id, status=422,
+                                          consent_error=words.N_("Cochez au moins une finalité."))
+            await api.post(session.access_token, "intake", f"/v1/projects/{dossier_id}/consent",
+                           {"purposes": purposes, "partners": partners})
+        except ValueError:
+            return await dossier_page(request, session, dossier_id)
+        except Refused as exc:
+            if exc.status == 403:
+                return not_allowed(request, session)
+            return await dossier_page(request, session, dossier_id, status=exc.status, rule=exc.rule or "")
+        return RedirectResponse(f"/dossiers/{dossier_id}?done=consent", status_code=303)
 
     def actor_word(actor: str | None, partners: dict[str, str | None]) -> str:
         """Who did it: the person's account, a partner by name, or Passerelle itself."""

@@ -64,6 +64,14 @@ ROLES = {
     "partner": N_("Partenaire"), "auditor": N_("Auditeur·rice"), "admin": N_("Administrateur·rice"),
 }
 
+# What the promoter consents to their data being processed for.
+CONSENT_PURPOSES = {
+    "funding": N_("Financement : le comité, les bourses et leur paiement"),
+    "preparation": N_("Préparation : bilan de compétences, formations, plan d'affaires avec les partenaires"),
+    "follow_up": N_("Suivi : l'année de visites après le lancement"),
+    "statistics": N_("Statistiques : les bilans agrégés du programme"),
+}
+
 # A possible duplicate: which identifiers matched, and where the officer's review stands.
 DUPLICATE_KINDS = {"name": N_("nom"), "birth_date": N_("date de naissance"), "phone": N_("téléphone"),
                    "document": N_("pièce d'identité")}

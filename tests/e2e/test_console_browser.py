@@ -2,8 +2,9 @@
 
 Real processes: the identity provider (deploy/idp/server.js on Node.js), intake on PostgreSQL and
 Kafka, trusting the provider's keys, and the console. The intake officer signs in through the
-provider's form, takes in a dossier (a refusal shown next to its field first), finds it in the list
-and on its page with its timeline, switches to English and signs out. Screenshots of each page are
+provider's form, takes in a dossier (a refusal shown next to its field first), sees it on its page
+with its timeline, records the promoter's consent there, finds it in the list, switches to English
+and signs out. Screenshots of each page are
 kept under var/screenshots/console/ (`make test` leaves them there to be looked at), and axe-core
 (npm, pinned in tests/e2e/axe/package-lock.json) checks each page: no critical or serious violation.
 """
@@ -211,6 +212,16 @@ def test_the_intake_officer_works_in_the_browser(console: dict[str, str], browse
     timeline = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=timeline] tbody").text
     assert "Dossier reçu" in timeline and "intake_officer" in timeline and "Éligibilité examinée" in timeline
     dossier_url = driver.current_url.split("?")[0]
+
+    # The promoter's consent, recorded from the dossier's page.
+    driver.find_element(By.CSS_SELECTOR, "label[for=purpose-funding]").click()
+    driver.find_element(By.CSS_SELECTOR, "label[for=purpose-preparation]").click()
+    dossier_id = dossier_url.rsplit("/", 1)[1]
+    driver.find_element(By.CSS_SELECTOR, f"form[action='/dossiers/{dossier_id}/consent'] button").click()
+    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".notice"), "Le consentement est enregistré."))
+    consent = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=consent] ul").text
+    assert "Financement" in consent and "Préparation" in consent and "Suivi" not in consent
+    assert "Consentement enregistré" in driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=timeline]").text
     shot(driver, "04-dossier")
     shot(driver, "04-dossier-phone", width=390)
 

@@ -54,6 +54,7 @@ class Intake:
         self.calls: list[tuple[str, str]] = []
         self.created: list[dict[str, Any]] = []
         self.answer_401 = False
+        self.consents: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.method, request.url.path))
@@ -74,6 +75,7 @@ class Intake:
         if request.method == "GET" and path == f"/v1/projects/{ASSIGNED_ID}":
             return httpx.Response(200, json={
                 **DETAIL, "id": ASSIGNED_ID, "status": "preparing", "local_operator_id": PARTNER_ID,
+                "consent": {"purposes": ["funding"], "partners": []},
                 "duplicate_reviews": [{"person_id": str(uuid.uuid4()), "project_ids": [DOSSIER_ID],
                                        "matched": ["name", "birth_date"], "status": "flagged"}],
                 "timeline": [*DETAIL["timeline"],
@@ -81,6 +83,11 @@ class Intake:
                               "actor": f"partner:{PARTNER_ID}"}]})
         if request.method == "GET" and path.startswith("/v1/projects/"):
             return httpx.Response(404, json={"status": 404, "detail": "no such dossier"})
+        if request.method == "POST" and path == f"/v1/projects/{DOSSIER_ID}/consent":
+            self.consents.append(json.loads(request.content))
+            return httpx.Response(200, json={"id": DOSSIER_ID, "status": "at_committee", "version": 5})
+        if request.method == "POST" and path == f"/v1/projects/{ASSIGNED_ID}/consent":
+            return httpx.Response(409, json={"status": 409, "rule": "dossier_is_open", "detail": "closed"})
         if request.method == "POST" and path == "/v1/projects":
             body = json.loads(request.content)
             if not re.fullmatch(r"\+?[0-9 ().-]{3,30}", body["promoter"]["phone"]):
@@ -265,12 +272,36 @@ def test_the_intake_form_shows_each_refusal_next_to_its_field(console: TestClien
 def test_a_dossier_taken_in_goes_to_its_page(console: TestClient, intake: Intake) -> None:
     session = sign_in(console, ["intake_officer"])
     answer = console.post("/dossiers/new", data={**FORM, "csrf": session.csrf, "form_key": "form-1"})
-    assert answer.status_code == 303 and answer.headers["location"] == f"/dossiers/{DOSSIER_ID}?taken_in=1"
+    assert answer.status_code == 303 and answer.headers["location"] == f"/dossiers/{DOSSIER_ID}?done=taken_in"
     [created] = intake.created
     assert created["requested_amount_cents"] == 550_000 and created["own_contribution_cents"] == 120_000
     assert created["promoter"]["email"] is None and created["planned_jobs"] == 3
     assert created["idempotency_key"] == "console-intake-form-1"  # a second click takes nothing in twice
     assert "Le dossier est pris en charge." in console.get(answer.headers["location"]).text
+
+
+def test_consent_is_recorded_from_the_dossier_page(console: TestClient, intake: Intake) -> None:
+    session = sign_in(console, ["intake_officer"])
+    page = console.get(f"/dossiers/{DOSSIER_ID}").text
+    assert f'action="/dossiers/{DOSSIER_ID}/consent"' in page and 'id="purpose-funding"' in page
+    url = f"/dossiers/{DOSSIER_ID}/consent"
+    assert console.post(url, data={"purposes": ["funding"]}).status_code == 403  # no CSRF token
+    answer = console.post(url, data={"csrf": session.csrf})  # nothing ticked: said on the page, no call
+    assert answer.status_code == 422 and "Cochez au moins une finalité." in answer.text and intake.consents == []
+    answer = console.post(url, data={"csrf": session.csrf, "purposes": ["funding", "statistics", "made-up"]})
+    assert answer.status_code == 303 and answer.headers["location"] == f"/dossiers/{DOSSIER_ID}?done=consent"
+    assert intake.consents == [{"purposes": ["funding", "statistics"], "partners": []}]
+    assert "Le consentement est enregistré." in console.get(answer.headers["location"]).text
+    # A rule of the dossier's state, as a sentence on the dossier's page.
+    answer = console.post(f"/dossiers/{ASSIGNED_ID}/consent", data={"csrf": session.csrf, "purposes": ["funding"]})
+    assert answer.status_code == 409 and words.RULES["dossier_is_open"] in text_of(answer.text)
+    # Consent adds up: the form offers what is not consented yet (purposes, sharing with a partner).
+    page = console.get(f"/dossiers/{ASSIGNED_ID}").text
+    assert 'id="purpose-funding"' not in page and 'id="purpose-preparation"' in page
+    assert f'name="partners" value="{PARTNER_ID}"' in page
+    # Only intake officers get the form.
+    sign_in(console, ["auditor"])
+    assert 'id="purpose-funding"' not in console.get(f"/dossiers/{DOSSIER_ID}").text
 
 
 def test_english_is_selectable(console: TestClient) -> None:
