@@ -18,7 +18,8 @@ help: ## list the targets
 	@echo "Passerelle: make <target>"
 	@echo
 	@echo "  setup        create .venv (Python 3.11) and pip install -e '.[dev]' (again when pyproject.toml changes)"
-	@echo "  run          the dev keys (outside the repo), Kafka + the services on SQLite under var/, seeded;"
+	@echo "  run          the dev keys (outside the repo), Kafka + the services on SQLite under var/, seeded, the"
+	@echo "               identity provider and the console (http://127.0.0.1:8000);"
 	@echo "               foreground, Ctrl-C stops everything"
 	@echo "  test         PostgreSQL + a clean test Kafka (127.0.0.1:19092) + the dev keys, then pytest; ARGS='...'"
 	@echo "  keys         make the missing development keys and print where they are (python -m shared.cli keys)"
@@ -28,7 +29,8 @@ help: ## list the targets
 	@echo "  kafka-fetch  fetch the Kafka jars from Maven Central into \$${PASSERELLE_CACHE:-~/.cache/passerelle}"
 	@echo "  clean        remove var/ (data, logs, Kafka data); keeps the venv, the jar cache and the dev keys"
 	@echo
-	@echo "  Addresses: intake 127.0.0.1:8001, partners :8002, funding :8003, followup :8004, audit :8005, Kafka :9092"
+	@echo "  Addresses: console http://127.0.0.1:8000 (demo accounts, password demo), identity provider :8010,"
+	@echo "             intake :8001, partners :8002, funding :8003, followup :8004, audit :8005, Kafka :9092"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -7,23 +7,28 @@
    in PASSERELLE_KEYS_DIR, else $XDG_DATA_HOME/passerelle/keys or ~/.local/share/passerelle/keys),
 2. starts Kafka with deploy/kafka.sh (127.0.0.1:9092, controller 9093, data var/kafka),
 3. creates the topics (`python -m shared.topics create`),
-4. starts every service of SERVICES whose module exists, each logging to var/log/<name>.log,
-   and waits for its http://127.0.0.1:<port>/healthz to answer 200 (60 s at most),
+4. starts the identity provider (deploy/idp: oidc-provider on Node.js, http://127.0.0.1:8010, its npm
+   packages installed with `npm ci` when missing), every service of SERVICES whose module exists and
+   the console (http://127.0.0.1:8000), each logging to var/log/<name>.log, and waits for each
+   http://127.0.0.1:<port>/healthz to answer 200 (60 s at most),
 5. seeds the demonstration data (`python -m deploy.seed`, when that module exists),
-6. prints where everything answers and stays in the foreground.
+6. prints where everything answers, the console first, and stays in the foreground.
 
 SIGINT (Ctrl-C), SIGTERM or SIGHUP, or any service dying, stops every service (TERM, then
 KILL after 10 s) and Kafka (deploy/kafka.sh stop): nothing is left running.
 
 Environment given to the services (the rest is inherited):
     PASSERELLE_DATA_DIR=<repo>/var  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092  PASSERELLE_PORT=<port>
+    PASSERELLE_JWT_JWKS_URL, PASSERELLE_JWT_JWKS_ISSUER (the provider's keys) and
+    PASSERELLE_JWT_PUBLIC_KEY_PATH (the development key, so that `make token` keeps working)
 and, to every service, topics and seed process: PASSERELLE_<NAME>_URL=http://127.0.0.1:<port>
 for each service started.
 
 PASSERELLE_RUN_SERVICES (optional) replaces SERVICES with a JSON list of
 {"name": ..., "module": ..., "port": ...} objects.
 
-Standard library only: it runs before anything else works.
+Standard library only (and deploy/idp.py, itself standard library and shared/keys.py): it runs
+before anything else works.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ SERVICES: list[tuple[str, str, int]] = [
 ]
 
 HOST = "127.0.0.1"
+CONSOLE_PORT = 8000
+IDP_PORT = 8010
+CONSOLE_URL = f"http://{HOST}:{CONSOLE_PORT}"
+IDP_URL = f"http://{HOST}:{IDP_PORT}"
 KAFKA_PORT = 9092
 KAFKA_CONTROLLER_PORT = 9093
 HEALTH_TIMEOUT = 60.0
@@ -84,6 +93,8 @@ class Service:
     proc: subprocess.Popen | None = None
     log_path: Path = field(default_factory=Path)
     started_at: float = 0.0
+    argv: list[str] | None = None  # another program than `python -m <module>` (the identity provider)
+    env: dict[str, str] = field(default_factory=dict)  # what this one needs beyond the common environment
 
     @property
     def url(self) -> str:
@@ -179,6 +190,31 @@ class Supervisor:
             PYTHONUNBUFFERED="1",
         )
         self.base_env.pop("PASSERELLE_RUN_SERVICES", None)
+        self.with_console = "PASSERELLE_RUN_SERVICES" not in os.environ
+        if self.with_console:
+            self.services = [Service("idp", "", IDP_PORT), *self.services,
+                             Service("console", "console.app", CONSOLE_PORT)]
+
+    def prepare_console(self) -> None:
+        """The identity provider's packages, keys and environment; the services told to trust it."""
+        if not self.with_console:
+            return
+        from deploy import idp
+        from shared.keys import default_keys_dir
+
+        keys_dir = Path(os.environ.get("PASSERELLE_KEYS_DIR") or default_keys_dir())
+        say("identity provider: npm ci in deploy/idp (when its packages are missing)")
+        try:
+            idp.install()
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            raise Failed(f"the identity provider cannot be installed: {exc}")
+        self.base_env.update(idp.services_trust_env(IDP_URL, keys_dir))
+        for svc in self.services:
+            if svc.name == "idp":
+                svc.argv = idp.command()
+                svc.env = idp.provider_env(IDP_URL, CONSOLE_URL, keys_dir, VAR / idp.PARTNERS_FILE)
+            elif svc.name == "console":
+                svc.env = idp.console_env(IDP_URL, CONSOLE_URL, keys_dir)
 
     # -- start-up -------------------------------------------------------------------
 
@@ -229,21 +265,22 @@ class Supervisor:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         present = []
         for svc in self.services:
-            if module_exists(svc.module):
+            if svc.argv or module_exists(svc.module):
                 present.append(svc)
             else:
                 say(f"{svc.name}: module {svc.module} does not exist yet, skipped")
         self.services = present
-        urls = {f"PASSERELLE_{s.name.upper()}_URL": s.url for s in present}
+        urls = {f"PASSERELLE_{s.name.upper()}_URL": s.url for s in present if s.name not in ("idp", "console")}
         self.base_env.update(urls)
         for svc in present:
             env = dict(self.base_env)
             env["PASSERELLE_PORT"] = str(svc.port)
+            env.update(svc.env)
             svc.log_path = LOG_DIR / f"{svc.name}.log"
             log = open(svc.log_path, "wb")
             try:
                 svc.proc = subprocess.Popen(
-                    [self.python, "-m", svc.module],
+                    svc.argv or [self.python, "-m", svc.module],
                     cwd=REPO,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -254,7 +291,8 @@ class Supervisor:
             finally:
                 log.close()
             svc.started_at = time.monotonic()
-            say(f"{svc.name}: starting python -m {svc.module} on {svc.url} (pid {svc.proc.pid}, "
+            program = " ".join(svc.argv or ["python", "-m", svc.module])
+            say(f"{svc.name}: starting {program} on {svc.url} (pid {svc.proc.pid}, "
                 f"log {svc.log_path.relative_to(REPO)})")
 
     def wait_healthy(self) -> None:
@@ -296,8 +334,12 @@ class Supervisor:
 
     def banner(self) -> None:
         rows = [("what", "where")]
+        if self.with_console:
+            rows.append(("console", f"{CONSOLE_URL}    sign in as intake_officer (every demo account: password demo)"))
+            rows.append(("idp", f"{IDP_URL}    the identity provider (oidc-provider), log var/log/idp.log"))
         for svc in self.services:
-            rows.append((svc.name, f"{svc.url}    docs {svc.url}/docs"))
+            if svc.name not in ("idp", "console"):
+                rows.append((svc.name, f"{svc.url}    docs {svc.url}/docs"))
         rows.append(("kafka", f"{HOST}:{KAFKA_PORT}    (data var/kafka, log var/kafka/kafka.log)"))
         rows.append(("logs", "var/log/<service>.log"))
         rows.append(("token", "make token ROLE=intake_officer [SUB=<user>] [PARTNER=<partner id>]"))
@@ -384,8 +426,11 @@ def main() -> int:
     rc = 0
     try:
         sup = Supervisor()
+        if sup.with_console:
+            say(f"console: {CONSOLE_URL} (once everything has started)")
         sup.check_ports()
         sup.make_keys()
+        sup.prepare_console()
         VAR.mkdir(exist_ok=True)
         sup.start_kafka()
         sup.create_topics()

@@ -16,6 +16,7 @@ so seeding twice (a second `make run` on the same var/) writes nothing new.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from datetime import date
@@ -62,6 +63,9 @@ DOSSIERS = [
     ("Ibrahima", "Fall", "1975-04-04", "FR-IDF", "SN", "agriculture", "Élevage avicole à Mbour", 900_000, 100_000, 3),
     ("Awa", "Diop", "1988-03-14", "FR-IDF", "SN", "crafts", "Second dossier de la même promotrice", 300_000, 50_000, 1),
 ]
+# The demo accounts of the identity provider that are partners: the local operator of Senegal and the
+# Île-de-France support structure (their tokens carry these partners' ids).
+DEMO_PARTNER_ACCOUNTS = {"operator_sn": LOCAL_OPERATORS[0][0], "support_idf": SUPPORT_STRUCTURES[0][0]}
 # The dossier (by its place in DOSSIERS) of a promoter who already holds one: flagged as a possible
 # duplicate when taken in, then confirmed by an officer, which closes it (one person, one aid).
 SECOND_AID = 11
@@ -104,14 +108,16 @@ class Seeder:
 
     def run(self) -> int:
         self.programme()
+        registered: dict[str, str] = {}
         for i, (name, region, capacity) in enumerate(SUPPORT_STRUCTURES):
-            self.post("partners", "/v1/partners", f"seed-support-{i}", {
+            registered[name] = self.post("partners", "/v1/partners", f"seed-support-{i}", {
                 "name": name, "kind": "support_structure", "region": region, "countries": [], "sectors": [],
-                "capacity": capacity})
+                "capacity": capacity})["id"]
         for i, (name, countries, sectors, capacity) in enumerate(LOCAL_OPERATORS):
-            self.post("partners", "/v1/partners", f"seed-operator-{i}", {
+            registered[name] = self.post("partners", "/v1/partners", f"seed-operator-{i}", {
                 "name": name, "kind": "local_operator", "countries": countries, "sectors": sectors,
-                "capacity": capacity})
+                "capacity": capacity})["id"]
+        self.demo_partner_accounts(registered)
         ids = self.dossiers()
 
         dossiers = self.wait_for_assignments(ids)
@@ -124,6 +130,17 @@ class Seeder:
         self.show([self.get("intake", f"/v1/projects/{i}") for i in ids])
         self.show_envelopes()
         return 0
+
+    def demo_partner_accounts(self, registered: dict[str, str]) -> None:
+        """The partner id of each partner's demo account, for the identity provider (deploy/idp/server.js).
+
+        Partners' ids are theirs (made when registered); the registrations are idempotent, so the ids
+        are the same at every seeding of the same var/.
+        """
+        accounts = {account: registered[name] for account, name in DEMO_PARTNER_ACCOUNTS.items()}
+        path = Settings().data_dir / "demo-partners.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(accounts, indent=2) + "\n")
 
     # --- funding --------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The body of `make test` (and so of .ci/run): PostgreSQL, a clean Kafka for tests on
 # 19092/19093 (data var/test-kafka, wiped at each run), the development keys
-# (`python -m shared.cli keys`), then pytest; PostgreSQL and Kafka stopped on exit.
+# (`python -m shared.cli keys`), the console's browser and identity provider (Debian's chromium and
+# chromium-driver with apt-get, the provider's npm packages with `npm ci`, each when missing), then
+# pytest; PostgreSQL and Kafka stopped on exit.
 #
 #   deploy/test.sh [PYTEST ARGS...]     .venv/bin/python -m pytest -q -p no:cacheprovider ARGS
 #   deploy/test.sh --bench [ARGS...]    .venv/bin/python -m bench ARGS, with the same infrastructure
@@ -51,6 +53,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The console's browser tests (tests/e2e/test_console_browser.py): Debian's chromium and its
+# matching driver, and the identity provider's packages (deploy/idp, exact versions of its lock file).
+if [ "$MODE" = pytest ]; then
+    if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+        if [ "$(id -u)" = 0 ]; then
+            echo "test.sh: installing chromium and chromium-driver from Debian's packages ..."
+            apt-get update -q
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+        else
+            echo "test.sh: chromium and chromium-driver are missing and installing them needs root;" \
+                 "the console's browser tests will fail" >&2
+        fi
+    fi
+    "$PY" -c "from deploy import idp; idp.install()"
+    [ -f tests/e2e/axe/node_modules/axe-core/axe.min.js ] \
+        || (cd tests/e2e/axe && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 started=$SECONDS
 "$REPO/deploy/postgres.sh" start

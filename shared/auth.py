@@ -129,6 +129,9 @@ class TokenVerifier:
     The set is cached (`jwt_jwks_lifespan`) and fetched again when a token names a `kid`
     the cache does not hold, so the provider can rotate its keys without a restart here.
     Without one, a single public key: `jwt_public_key_path`, or the development pair.
+    With both a JWKS URL and a public key file (development: the provider's keys and the
+    development key of `make token`), a token naming a `kid` is checked against the provider's
+    set (issuer `jwt_jwks_issuer`), a token without one against the public key (issuer `jwt_issuer`).
     """
 
     def __init__(self, settings: Settings):
@@ -138,7 +141,7 @@ class TokenVerifier:
         if settings.jwt_jwks_url:
             self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, lifespan=settings.jwt_jwks_lifespan, timeout=5,
                                         cooldown_duration=settings.jwt_jwks_cooldown)
-        else:
+        if settings.jwt_public_key_path or not settings.jwt_jwks_url:
             _, public = ensure_dev_keys(settings)
             # Loaded once: parsing the PEM on every request cost as much as checking the signature.
             self.public_key = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(
@@ -147,7 +150,9 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The token's principal. Raises jwt.InvalidTokenError (401), or jwt.PyJWKClientConnectionError
         when the identity provider cannot be reached (503: the token may well be good)."""
-        if self.jwks is not None:
+        issuer = self.settings.jwt_issuer
+        if self.jwks is not None and (self.public_key is None or "kid" in jwt.get_unverified_header(token)):
+            issuer = self.settings.jwt_jwks_issuer or self.settings.jwt_issuer
             try:
                 key = self.jwks.get_signing_key_from_jwt(token).key
             except jwt.PyJWKClientConnectionError:
@@ -160,7 +165,7 @@ class TokenVerifier:
             key = self.public_key
         claims = jwt.decode(
             token, key, algorithms=["RS256"], audience=self.settings.jwt_audience,
-            issuer=self.settings.jwt_issuer, options={"require": ["exp", "sub", "iss", "aud"]},
+            issuer=issuer, options={"require": ["exp", "sub", "iss", "aud"]},
         )
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     jwt_issuer: str = "passerelle-dev"
     # Production: the identity provider's JWKS (keys by `kid`; the set is cached this many seconds).
     jwt_jwks_url: str = ""
+    # The issuer of the tokens the JWKS keys sign (the provider's URL); empty: jwt_issuer.
+    jwt_jwks_issuer: str = ""
     jwt_jwks_lifespan: float = 300.0
     # An unknown `kid` fetches the set again at most this often (tokens with made-up kids
     # must not turn into a flood of requests to the provider).

@@ -150,3 +150,20 @@ def test_the_architecture_test_sees_a_route_without_the_policy():
 
     route = router.routes[0]
     assert "partner" in _roles_of(route) and _partner_scopes_of(route) == []
+
+
+CONSOLE_MUST_NOT_IMPORT = ("services", "eventsourcing", "sqlalchemy", "aiokafka", "psycopg", "shared.store")
+
+
+def test_the_console_is_a_client_of_the_apis_only():
+    """console/ talks to the services over HTTP: it imports no service, no store, no broker."""
+    for path in (ROOT / "console").rglob("*.py"):
+        bad = {m for m in imports(path) if m.startswith(CONSOLE_MUST_NOT_IMPORT)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+    # Nor through what it imports (a shared module that would pull a store in).
+    import subprocess
+    import sys
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, console.app; print('\\n'.join(sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert not [m for m in loaded if m.startswith(CONSOLE_MUST_NOT_IMPORT)]

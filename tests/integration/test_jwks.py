@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from shared import problems
-from shared.auth import Principal, Role, TokenVerifier, requires
+from shared.auth import Principal, Role, TokenVerifier, ensure_dev_keys, issue_token, requires
 from shared.settings import Settings
 
 ISSUER, AUDIENCE = "https://id.example.org", "passerelle"
@@ -144,3 +144,29 @@ def test_a_provider_out_of_reach_is_a_503(provider: Provider, tmp_path: Any) -> 
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert "identity provider" in answer.json()["detail"]
+
+
+def test_in_development_both_the_provider_and_the_development_key_are_trusted(provider: Provider,
+                                                                                tmp_path: Any) -> None:
+    """`make run`: the console's tokens come from the provider, `make token`'s from the development key."""
+    provider.new_key("2026-a")
+    dev = Settings(service="intake", data_dir=tmp_path, keys_dir=tmp_path / "keys", jwt_issuer="passerelle-dev")
+    _, public = ensure_dev_keys(dev)
+    both = api_of(dev.model_copy(update={"jwt_jwks_url": provider.url, "jwt_jwks_issuer": ISSUER,
+                                         "jwt_public_key_path": public, "jwt_jwks_cooldown": 0.0}))
+    assert call(both, provider.token("2026-a", roles=["auditor"])).status_code == 200
+    assert call(both, issue_token(dev, "auditor", sub="someone")).status_code == 200
+    # Each source with its own issuer: the provider's key does not vouch for the development issuer,
+    # nor the development key for the provider's, nor with a kid.
+    assert call(both, provider.token("2026-a", roles=["auditor"], iss="passerelle-dev")).status_code == 401
+    private = (tmp_path / "keys" / "jwt-dev.pem").read_bytes()
+    now = int(time.time())
+    claims = {"sub": "x", "roles": ["auditor"], "aud": AUDIENCE, "iat": now, "exp": now + 600}
+    assert call(both, jwt.encode({**claims, "iss": ISSUER}, private, algorithm="RS256")).status_code == 401
+    assert call(both, jwt.encode({**claims, "iss": "passerelle-dev"}, private, algorithm="RS256",
+                                 headers={"kid": "2026-a"})).status_code == 401
+    # Production: only what is configured, the provider's set; the development key is not trusted.
+    only_provider = api_of(settings_for(provider.url, tmp_path).model_copy(update={"jwt_issuer": "passerelle-dev",
+                                                                                  "jwt_jwks_issuer": ISSUER}))
+    assert call(only_provider, provider.token("2026-a", roles=["auditor"])).status_code == 200
+    assert call(only_provider, issue_token(dev, "auditor", sub="someone")).status_code == 401

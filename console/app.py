@@ -1,0 +1,557 @@
+"""The console's web application: server-rendered pages (FastAPI + Jinja2), no script of its own needed.
+
+Every page is built from the services' HTTP APIs with the signed-in person's access token; the
+console keeps only sessions. French by default, English selectable.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import logging
+import re
+import secrets
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+from uuid import UUID
+
+import httpx
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from console import words
+from console.oidc import OpenIDClient, SignInFailed
+from console.services import Refused, Services, SignInAgain, Unavailable
+from console.sessions import COOKIE, Session, SessionStore
+from console.settings import ConsoleSettings
+from shared.geography import FRENCH_REGIONS
+
+log = logging.getLogger("console")
+
+HERE = Path(__file__).resolve().parent
+LANGUAGES = ("fr", "en")
+PAGE_SIZE = 25
+# The dossiers an intake officer acts on, by status: what waits for them (the home page's queue).
+INTAKE_QUEUE = (
+    ("eligible", words.N_("Éligibles : consentement et partenaires à suivre")),
+    ("preparing", words.N_("En préparation : l'étude de faisabilité à demander")),
+    ("feasibility", words.N_("En étude de faisabilité : l'envoi au comité")),
+)
+# What the dossier page says after an act (`?done=`).
+DONE = {"taken_in": words.N_("Le dossier est pris en charge."),
+        "consent": words.N_("Le consentement est enregistré.")}
+QUEUE_COUNT_LIMIT = 200  # a count above this reads "200 et plus" (one API call per line of the queue)
+
+
+def translations() -> dict[str, NullTranslations]:
+    """The message catalogues, compiled from their .po files when the console starts."""
+    found: dict[str, NullTranslations] = {"fr": NullTranslations()}
+    for lang in LANGUAGES[1:]:
+        with open(HERE / "locale" / lang / "LC_MESSAGES" / "messages.po", "rb") as po:
+            catalog = read_po(po, locale=lang)
+        mo = io.BytesIO()
+        write_mo(mo, catalog)
+        mo.seek(0)
+        found[lang] = Translations(fp=mo)
+    return found
+
+
+def local_path(target: str | None, fallback: str = "/") -> str:
+    """A page of the console to go back to: a path here, never another site (`//host`, `https:`)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return fallback
+    return target
+
+
+# --- the intake form ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str
+    label: str
+    loc: tuple[str, ...]  # where the API names it in a 422's `errors`
+    hint: str  # the refusal's sentence, next to the field
+
+
+N_ = words.N_
+INTAKE_FIELDS = (
+    FormField("given_name", N_("Prénom"), ("promoter", "given_name"), N_("Indiquez le prénom.")),
+    FormField("family_name", N_("Nom"), ("promoter", "family_name"), N_("Indiquez le nom de famille.")),
+    FormField("birth_date", N_("Date de naissance"), ("promoter", "birth_date"),
+              N_("Indiquez une date de naissance entre 1900 et aujourd'hui.")),
+    FormField("phone", N_("Téléphone"), ("promoter", "phone"),
+              N_("Indiquez un numéro de téléphone : des chiffres, des espaces, un + au début.")),
+    FormField("email", N_("Adresse électronique (facultative)"), ("promoter", "email"),
+              N_("Indiquez une adresse électronique valide, par exemple nom@exemple.fr.")),
+    FormField("residence_status", N_("Situation de séjour"), ("promoter", "residence_status"),
+              N_("Choisissez la situation de séjour.")),
+    FormField("document_number", N_("Numéro de pièce d'identité (facultatif)"), ("promoter", "document_number"),
+              N_("Un numéro de pièce d'identité : lettres, chiffres, espaces, points et tirets.")),
+    FormField("country", N_("Pays d'origine du projet"), ("country",), N_("Choisissez un pays du programme.")),
+    FormField("french_region", N_("Région de résidence en France"), ("french_region",),
+              N_("Choisissez une région.")),
+    FormField("sector", N_("Secteur"), ("sector",), N_("Choisissez un secteur.")),
+    FormField("title", N_("Intitulé du projet"), ("title",),
+              N_("Donnez un intitulé au projet (200 caractères au plus).")),
+    FormField("description", N_("Description (facultative)"), ("description",),
+              N_("La description fait 5 000 caractères au plus.")),
+    FormField("requested_amount", N_("Montant demandé (€)"), ("requested_amount_cents",),
+              N_("Indiquez un montant en euros, par exemple 5 500,00.")),
+    FormField("own_contribution", N_("Apport personnel (€)"), ("own_contribution_cents",),
+              N_("Indiquez un montant en euros, par exemple 1 200,00.")),
+    FormField("planned_jobs", N_("Emplois prévus"), ("planned_jobs",), N_("Indiquez un nombre entier d'emplois.")),
+)
+FIELD_BY_LOC = {f.loc: f for f in INTAKE_FIELDS}
+PROMOTER_FIELDS = ("given_name", "family_name", "birth_date", "phone", "email", "residence_status", "document_number")
+OPTIONAL = ("email", "document_number", "description")
+_AMOUNT = re.compile(r"^\d{1,9}([.,]\d{1,2})?$")
+
+
+def euros_to_cents(text: str) -> int | None:
+    """"5 500,00 €", "5500.5" or "5500" as cents; None when it is not an amount."""
+    cleaned = re.sub(r"[\s\u00a0\u202f€]", "", text)
+    if not _AMOUNT.match(cleaned):
+        return None
+    try:
+        return int(Decimal(cleaned.replace(",", ".")) * 100)
+    except InvalidOperation:
+        return None
+
+
+def intake_body(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The API's request body from the form, and the fields the console itself refuses (not numbers)."""
+    errors: dict[str, str] = {}
+    promoter: dict[str, Any] = {k: form.get(k, "") for k in PROMOTER_FIELDS}
+    for name in ("email", "document_number"):
+        if not promoter[name]:
+            promoter[name] = None
+    body: dict[str, Any] = {"promoter": promoter, **{k: form.get(k, "") for k in
+                                                     ("country", "french_region", "sector", "title", "description")}}
+    for name, key in (("requested_amount", "requested_amount_cents"), ("own_contribution", "own_contribution_cents")):
+        cents = euros_to_cents(form.get(name, ""))
+        if cents is None:
+            errors[name] = next(f.hint for f in INTAKE_FIELDS if f.name == name)
+        body[key] = cents
+    jobs = form.get("planned_jobs", "").strip()
+    if jobs.isdigit():
+        body["planned_jobs"] = int(jobs)
+    else:
+        errors["planned_jobs"] = next(f.hint for f in INTAKE_FIELDS if f.name == "planned_jobs")
+    return body, errors
+
+
+def refusals(problem: Refused) -> dict[str, str]:
+    """The fields a 422 names, each with its sentence (the API's own wording is never shown)."""
+    found: dict[str, str] = {}
+    for error in problem.errors:
+        loc = tuple(str(p) for p in error.get("loc", ()) if p != "body")
+        field = FIELD_BY_LOC.get(loc) or next((f for f in INTAKE_FIELDS if loc[: len(f.loc)] == f.loc), None)
+        if field is not None:
+            found.setdefault(field.name, field.hint)
+    return found
+
+
+# --- the application ---------------------------------------------------------------------------
+
+
+def create_app(settings: ConsoleSettings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
+    catalogues = translations()
+    store = SessionStore(settings.session_idle_seconds)
+    oidc = OpenIDClient(settings)
+    api = services or Services(settings)
+    templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(),
+                            trim_blocks=True, lstrip_blocks=True)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await api.close()
+
+    app = FastAPI(title="Passerelle console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.sessions, app.state.services, app.state.oidc = store, api, oidc
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+           f"form-action 'self' {settings.oidc_issuer}; frame-ancestors 'none'; base-uri 'none'")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if settings.secure_cookies:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
+
+    # --- sessions, language, CSRF ---------------------------------------------------------------
+
+    def session_of(request: Request) -> Session | None:
+        return store.get(request.cookies.get(COOKIE))
+
+    def lang_of(request: Request, session: Session | None) -> str:
+        if session is not None:
+            return session.lang
+        asked = request.cookies.get("passerelle_lang")
+        return asked if asked in LANGUAGES else "fr"
+
+    def with_cookie(response: Response, session: Session) -> Response:
+        response.set_cookie(COOKIE, session.id, httponly=True, samesite="lax", secure=settings.secure_cookies,
+                            path="/")
+        return response
+
+    def render(request: Request, session: Session | None, template: str, status: int = 200,
+               **context: Any) -> HTMLResponse:
+        lang = lang_of(request, session)
+        t = catalogues[lang]
+        html = templates.get_template(template).render(
+            _=t.gettext, lang=lang, session=session, user=session.user if session and session.signed_in else None,
+            csrf=session.csrf if session else "", path=request.url.path,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            words=words, amount=lambda c: words.amount(c, lang), day=lambda d: words.day(d, lang),
+            moment=lambda d: words.moment(d, lang), country=lambda c: words.country(c, lang),
+            region=words.region, status_word=lambda s: t.gettext(words.STATUSES.get(s, s)),
+            roles_words=lambda roles: ", ".join(t.gettext(words.ROLES.get(r, r)) for r in roles), **context)
+        response = HTMLResponse(html, status_code=status)
+        return with_cookie(response, session) if session is not None else response
+
+    async def form_of(request: Request, session: Session | None) -> dict[str, str] | None:
+        """The posted form, or None when its CSRF token is not the session's."""
+        form = await request.form()
+        sent = str(form.get("csrf", ""))
+        if session is None or not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+            return None
+        return {k: str(v).strip() for k, v in form.items() if isinstance(v, str)}
+
+    def sign_in_again(next_path: str) -> RedirectResponse:
+        return RedirectResponse("/auth/login?" + urlencode({"next": local_path(next_path)}), status_code=303)
+
+    def forbidden_form(request: Request, session: Session | None) -> HTMLResponse:
+        return render(request, session, "message.html", status=403,
+                      title=words.N_("Ce formulaire a expiré"),
+                      message=words.N_("Rechargez la page et recommencez : le formulaire n'était plus valable."))
+
+    async def signed_in(request: Request) -> Session | RedirectResponse:
+        """The signed-in session, or the way to the sign-in that comes back to this page."""
+        session = session_of(request)
+        if session is None or not session.signed_in:
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return sign_in_again(here if request.method == "GET" else "/")
+        return session
+
+    def unavailable(request: Request, session: Session | None) -> HTMLResponse:
+        return render(request, session, "message.html", status=503, title=words.N_("Service indisponible"),
+                      message=words.N_("Un service de Passerelle ne répond pas pour le moment. "
+                                       "Réessayez dans quelques instants."))
+
+    @app.exception_handler(SignInAgain)
+    async def token_refused(request: Request, _: SignInAgain) -> Response:
+        session = session_of(request)
+        if session is not None:
+            session.access_token, session.user = None, None
+        return sign_in_again(request.url.path if request.method == "GET" else "/")
+
+    @app.exception_handler(Unavailable)
+    async def service_down(request: Request, exc: Unavailable) -> Response:
+        log.warning("a service did not answer: %s", exc)
+        return unavailable(request, session_of(request))
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, _: Exception) -> Response:
+        return render(request, session_of(request), "message.html", status=404, title=words.N_("Page introuvable"),
+                      message=words.N_("Cette page n'existe pas, ou plus."))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return render(request, None, "message.html", status=500, title=words.N_("Une erreur est survenue"),
+                      message=words.N_("L'erreur est enregistrée. Revenez à l'accueil et réessayez."))
+
+    # --- signing in and out ---------------------------------------------------------------------
+
+    @app.get("/auth/login")
+    async def login(request: Request, next: str = "/") -> Response:
+        session = session_of(request) or store.new(lang_of(request, None))
+        try:
+            url, state, nonce, verifier = await oidc.authorization_url(session.lang)
+        except (httpx.HTTPError, SignInFailed, ValueError, KeyError) as exc:  # the provider is down or confused
+            log.warning("the identity provider cannot be read: %s", exc)
+            return unavailable(request, session)
+        if len(session.pending) > 5:  # abandoned sign-ins do not pile up
+            session.pending.clear()
+        session.pending[state] = (nonce, verifier, local_path(next))
+        return with_cookie(RedirectResponse(url, status_code=303), session)
+
+    @app.get("/auth/callback")
+    async def callback(request: Request, state: str = "", code: str = "", iss: str = "", error: str = "") -> Response:
+        session = session_of(request)
+        pending = session.pending.pop(state, None) if session and state else None
+        if pending is None or error or not code or (iss and iss != settings.oidc_issuer):
+            return render(request, session, "message.html", status=400, title=words.N_("La connexion n'a pas abouti"),
+                          message=words.N_("Recommencez la connexion depuis la page d'accueil."), sign_in=True)
+        nonce, verifier, next_path = pending
+        try:
+            token = await oidc.exchange(code, verifier, nonce)
+        except SignInFailed as exc:
+            log.warning("sign-in failed: %s", exc)
+            return render(request, session, "message.html", status=400, title=words.N_("La connexion n'a pas abouti"),
+                          message=words.N_("Recommencez la connexion depuis la page d'accueil."), sign_in=True)
+        assert session is not None
+        session = store.renew(session)
+        claims = token["claims"]
+        session.user = {"sub": claims["sub"], "name": claims.get("name") or claims["sub"],
+                        "roles": list(claims.get("roles") or []), "partner_id": claims.get("partner_id")}
+        session.access_token, session.id_token = token["access_token"], token["id_token"]
+        session.expires_at = float(token.get("expires_at") or time.time() + int(token.get("expires_in", 300)))
+        session.pending.clear()
+        return with_cookie(RedirectResponse(next_path, status_code=303), session)
+
+    @app.post("/auth/logout")
+    async def logout(request: Request) -> Response:
+        session = session_of(request)
+        if session is None:
+            return RedirectResponse("/signed-out", status_code=303)
+        if await form_of(request, session) is None:
+            return forbidden_form(request, session)
+        id_token = session.id_token
+        store.drop(session)
+        response = RedirectResponse(await oidc.end_session_url(id_token, session.lang), status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        response.set_cookie("passerelle_lang", session.lang, httponly=True, samesite="lax",
+                            secure=settings.secure_cookies)
+        return response
+
+    @app.get("/signed-out")
+    async def signed_out(request: Request) -> Response:
+        return render(request, None, "message.html", title=words.N_("Vous êtes déconnecté"),
+                      message=words.N_("À bientôt sur Passerelle."), sign_in=True)
+
+    @app.post("/language")
+    async def language(request: Request) -> Response:
+        session = session_of(request) or store.new(lang_of(request, None))
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        lang = form.get("lang", "fr")
+        session.lang = lang if lang in LANGUAGES else "fr"
+        response = RedirectResponse(local_path(form.get("next")), status_code=303)
+        response.set_cookie("passerelle_lang", session.lang, httponly=True, samesite="lax",
+                            secure=settings.secure_cookies, max_age=365 * 24 * 3600)
+        return with_cookie(response, session)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # --- pages ----------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        queue = []
+        if "intake_officer" in session.roles:
+            for status, label in INTAKE_QUEUE:
+                page = await api.get(session.access_token, "intake", "/v1/projects",
+                                     {"status": status, "limit": QUEUE_COUNT_LIMIT})
+                queue.append({"status": status, "label": label, "count": len(page["items"]),
+                              "more": page["next_cursor"] is not None})
+        return render(request, session, "home.html", queue=queue, intake="intake_officer" in session.roles)
+
+    @app.get("/dossiers", response_class=HTMLResponse)
+    async def dossiers(request: Request, status: str = "", country: str = "", cursor: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        status = status if status in words.STATUSES else ""
+        country = country if re.fullmatch(r"[A-Z]{2}", country) else ""
+        try:
+            page = await api.get(session.access_token, "intake", "/v1/projects",
+                                 {"status": status, "country": country, "cursor": cursor, "limit": PAGE_SIZE})
+        except Refused as exc:
+            if exc.status == 403:
+                return not_allowed(request, session)
+            page = {"items": [], "next_cursor": None}  # a stale cursor: the first page again
+        rules = await screening_rules(session)
+        filters = {"status": status, "country": country}
+        next_cursor = page["next_cursor"]
+        next_url = ("/dossiers?" + urlencode({**filters, "cursor": next_cursor})) if next_cursor else None
+        first_url = ("/dossiers?" + urlencode({k: v for k, v in filters.items() if v})) if cursor else None
+        return render(request, session, "dossiers.html", items=page["items"], filters=filters, next_url=next_url,
+                      first_url=first_url, countries=sorted_countries(rules, session.lang))
+
+    def not_allowed(request: Request, session: Session) -> HTMLResponse:
+        return render(request, session, "message.html", status=403, title=words.N_("Accès non autorisé"),
+                      message=words.N_("Votre rôle ne donne pas accès à cette page."))
+
+    async def screening_rules(session: Session) -> dict[str, Any]:
+        try:
+            return await api.get(session.access_token, "intake", "/v1/rules")
+        except Refused:
+            return {"countries": [], "version": ""}
+
+    def sorted_countries(rules: dict[str, Any], lang: str) -> list[tuple[str, str]]:
+        return sorted(((c, words.country(c, lang)) for c in rules.get("countries", [])), key=lambda p: p[1])
+
+    @app.get("/dossiers/new", response_class=HTMLResponse)
+    async def new_dossier(request: Request) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        if "intake_officer" not in session.roles:
+            return not_allowed(request, session)
+        draft, session.draft = session.draft, {}
+        return await intake_form(request, session, draft, {})
+
+    async def intake_form(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
+                          rule: str | None = None, status: int = 200) -> HTMLResponse:
+        rules = await screening_rules(session)
+        t = catalogues[session.lang]
+        return render(
+            request, session, "intake_form.html", status=status, fields={f.name: f for f in INTAKE_FIELDS},
+            values=values, errors=errors, rule=rule, form_key=values.get("form_key") or secrets.token_urlsafe(16),
+            countries=sorted_countries(rules, session.lang), regions=[(c, words.region(c)) for c in FRENCH_REGIONS],
+            sectors=sorted(((k, t.gettext(v)) for k, v in words.SECTORS.items()), key=lambda p: p[1]),
+            residence=[(k, t.gettext(v)) for k, v in words.RESIDENCE_STATUSES.items()])
+
+    @app.post("/dossiers/new", response_class=HTMLResponse)
+    async def take_in_dossier(request: Request) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            # Signed out meanwhile (the access token expired): what was typed waits in the session,
+            # the form comes back filled in once signed in again.
+            expired = session_of(request)
+            form = await form_of(request, expired) if expired is not None else None
+            if expired is not None and form is not None:
+                expired.draft = {k: v for k, v in form.items() if k != "csrf"}
+            return sign_in_again("/dossiers/new")
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        body, errors = intake_body(form)
+        if errors:
+            return await intake_form(request, session, form, errors, status=422)
+        try:
+            created = await api.post(session.access_token, "intake", "/v1/projects", body,
+                                     idempotency_key=f"console-intake-{form.get('form_key', '')[:60]}")
+        except Refused as exc:
+            if exc.status == 422:
+                found = refusals(exc)
+                if not found:  # a refusal the form cannot place: on top, in general words
+                    found = {"_": words.N_("Le dossier n'a pas été accepté : vérifiez les champs.")}
+                return await intake_form(request, session, form, found, status=422)
+            if exc.status == 403:
+                return not_allowed(request, session)
+            return await intake_form(request, session, form, {}, rule=exc.rule or "", status=exc.status)
+        return RedirectResponse(f"/dossiers/{created['id']}?done=taken_in", status_code=303)
+
+    @app.get("/dossiers/{dossier_id}", response_class=HTMLResponse)
+    async def dossier(request: Request, dossier_id: str, done: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        return await dossier_page(request, session, dossier_id, done=done if done in DONE else "")
+
+    async def dossier_page(request: Request, session: Session, dossier_id: str, done: str = "",
+                           rule: str | None = None, consent_error: str | None = None,
+                           status: int = 200) -> HTMLResponse:
+        try:
+            UUID(dossier_id)
+            found = await api.get(session.access_token, "intake", f"/v1/projects/{dossier_id}")
+        except (ValueError, Refused) as exc:
+            if isinstance(exc, Refused) and exc.status == 403:
+                return not_allowed(request, session)
+            return render(request, session, "message.html", status=404, title=words.N_("Dossier introuvable"),
+                          message=words.N_("Ce dossier n'existe pas, ou il ne vous est pas ouvert."))
+        partners: dict[str, str | None] = {}  # partner id -> name
+        for key in ("support_structure_id", "local_operator_id"):  # at most two calls, never one per row
+            if found.get(key):
+                try:
+                    partners[found[key]] = (await api.get(session.access_token, "partners",
+                                                          f"/v1/partners/{quote(found[key])}"))["name"]
+                except (Refused, Unavailable):
+                    partners[found[key]] = None
+        reasons = []
+        for reason in (found.get("eligibility") or {}).get("reasons", []):
+            code = reason.split(":", 1)[0]
+            reasons.append(words.ELIGIBILITY_REASONS.get(code, reason))
+        # The acts this person may do on the dossier in its state (the service decides in the end).
+        may_record_consent = "intake_officer" in session.roles and found["status"] not in ("closed", "withdrawn")
+        return render(request, session, "dossier.html", status=status, d=found, partners=partners, reasons=reasons,
+                      done=DONE.get(done), actor=actor_word, rule=rule, consent_error=consent_error,
+                      may_record_consent=may_record_consent)
+
+    @app.post("/dossiers/{dossier_id}/consent", response_class=HTMLResponse)
+    async def record_consent(request: Request, dossier_id: str) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return sign_in_again(f"/dossiers/{quote(dossier_id)}")
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        sent = await request.form()
+        purposes = [p for p in sent.getlist("purposes") if p in words.CONSENT_PURPOSES]
+        partners = [p for p in sent.getlist("partners") if isinstance(p, str) and p]
+        try:
+            UUID(dossier_id)
+            if not purposes and partners:  # sharing with one more partner, for the purposes consented already
+                purposes = (await api.get(session.access_token, "intake", f"/v1/projects/{dossier_id}"))["consent"][
+                    "purposes"]
+            if not purposes:
+                return await dossier_page(request, session, dossier_id, status=422,
+                                          consent_error=words.N_("Cochez au moins une finalité."))
+            await api.post(session.access_token, "intake", f"/v1/projects/{dossier_id}/consent",
+                           {"purposes": purposes, "partners": partners})
+        except ValueError:
+            return await dossier_page(request, session, dossier_id)
+        except Refused as exc:
+            if exc.status == 403:
+                return not_allowed(request, session)
+            return await dossier_page(request, session, dossier_id, status=exc.status, rule=exc.rule or "")
+        return RedirectResponse(f"/dossiers/{dossier_id}?done=consent", status_code=303)
+
+    def actor_word(actor: str | None, partners: dict[str, str | None]) -> str:
+        """Who did it: the person's account, a partner by name, or Passerelle itself."""
+        if not actor:
+            return "—"
+        kind, _, who = actor.partition(":")
+        if kind == "user":
+            return who
+        if kind == "partner":
+            return partners.get(who) or who
+        return words.N_("Passerelle (automatique)")
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = ConsoleSettings()
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per API call says nothing useful
+    uvicorn.run(create_app(settings), host=settings.console_host, port=settings.console_port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

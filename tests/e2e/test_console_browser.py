@@ -1,0 +1,276 @@
+"""The console in a real browser (Debian's chromium, driven by Selenium through chromedriver).
+
+Real processes: the identity provider (deploy/idp/server.js on Node.js), intake on PostgreSQL and
+Kafka, trusting the provider's keys, and the console. The intake officer signs in through the
+provider's form, takes in a dossier (a refusal shown next to its field first), sees it on its page
+with its timeline, records the promoter's consent there, finds it in the list, switches to English
+and signs out. Screenshots of each page are
+kept under var/screenshots/console/ (`make test` leaves them there to be looked at), and axe-core
+(npm, pinned in tests/e2e/axe/package-lock.json) checks each page: no critical or serious violation.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy import idp
+from shared.auth import ensure_dev_keys, issue_token
+from shared.settings import Settings
+from tests.e2e.conftest import Service, free_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "var" / "screenshots" / "console"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+AXE_DIR = Path(__file__).resolve().parent / "axe"
+AXE = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def install_axe() -> None:
+    if not AXE.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=AXE_DIR, check=True)
+
+
+class Process:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], url: str, log: Path):
+        self.name, self.url, self.log = name, url, log
+        with open(log, "w") as out:
+            self.process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                            cwd=REPO)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def console(start_service: Callable[..., Service], tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The provider, intake (trusting it) and the console, as real processes; their addresses."""
+    idp.install()
+    install_axe()
+    keys_dir = tmp_path / "keys"
+    issuer, console_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    started: list[Process] = []
+    try:
+        provider = Process("idp", idp.command(), idp.provider_env(issuer, console_url, keys_dir,
+                                                                    tmp_path / idp.PARTNERS_FILE),
+                           issuer, tmp_path / "idp.log")
+        started.append(provider)
+        provider.wait_ready()
+        ensure_dev_keys(dev_key_settings(keys_dir))  # the development key, trusted beside the provider's
+        for name, value in idp.services_trust_env(issuer, keys_dir).items():
+            monkeypatch.setenv(name, value)
+        intake = start_service("intake")
+        intake.wait_ready()
+        web = Process("console", [sys.executable, "-m", "console.app"], {
+            **idp.console_env(issuer, console_url, keys_dir), "PASSERELLE_INTAKE_URL": intake.url,
+            "PASSERELLE_PARTNERS_URL": f"http://127.0.0.1:{free_port()}", "PASSERELLE_KEYS_DIR": str(keys_dir)},
+            console_url, tmp_path / "console.log")
+        started.append(web)
+        web.wait_ready()
+        yield {"console": console_url, "idp": issuer, "intake": intake.url, "keys_dir": str(keys_dir)}
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    assert Path(CHROMEDRIVER).exists(), "chromium-driver is missing: `make test` installs it (deploy/test.sh)"
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                     f"--user-data-dir={tmp_path / 'chromium'}", "--lang=fr-FR"):
+        options.add_argument(argument)
+    options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def accessible(driver) -> None:
+    """axe-core on the page as it is: no critical or serious violation (WCAG 2.x A and AA rules)."""
+    driver.execute_script(AXE.read_text())
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']})"
+        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' '))}))), e => done([{id: 'axe failed', impact: 'critical',"
+        " help: String(e), nodes: []}]));")
+    bad = [v for v in found if v["impact"] in ("critical", "serious")]
+    assert not bad, f"{driver.current_url}: {bad}"
+
+
+def shot(driver, name: str, width: int = 1280) -> None:
+    """The page checked for accessibility, and its picture (at a phone's width when asked)."""
+    driver.set_window_size(width, 1000)
+    accessible(driver)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # The whole page, not only the window: the window grows to the page's height for the picture.
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, max(1000, min(height + 40, 4000)))
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    driver.set_window_size(1280, 1000)
+
+
+def test_the_intake_officer_works_in_the_browser(console: dict[str, str], browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    started = time.monotonic()
+
+    # Not signed in: the console sends the browser to the provider's sign-in form.
+    driver.get(console["console"] + "/dossiers")
+    wait.until(seen.presence_of_element_located((By.ID, "login")))
+    assert driver.current_url.startswith(console["idp"] + "/interaction/")
+    shot(driver, "01-sign-in")
+    driver.find_element(By.ID, "login").send_keys("intake_officer")
+    driver.find_element(By.ID, "password").send_keys("wrong")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(seen.presence_of_element_located((By.ID, "signin-error")))
+    driver.find_element(By.ID, "password").send_keys("demo")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    # Back on the page asked for, signed in; no token anywhere the page's scripts could read.
+    wait.until(seen.url_to_be(console["console"] + "/dossiers"))
+    assert "Inès Martin" in driver.find_element(By.CSS_SELECTOR, ".who").text
+    assert driver.execute_script("return document.cookie") == ""  # the session cookie is HttpOnly
+    assert driver.execute_script("return window.localStorage.length + window.sessionStorage.length") == 0
+
+    driver.find_element(By.LINK_TEXT, "Accueil").click()
+    wait.until(seen.presence_of_element_located((By.ID, "queue")))
+    shot(driver, "02-home")
+
+    # The intake form: a phone number intake refuses, shown next to its field, with a summary on top.
+    driver.find_element(By.LINK_TEXT, "Nouveau dossier").click()
+    wait.until(seen.presence_of_element_located((By.ID, "given_name")))
+    for field, value in (("given_name", "Awa"), ("family_name", "Diop"), ("phone", "appelez-moi"),
+                         ("title", "Boutique d'alimentation à Thiès"), ("requested_amount", "5 500,00"),
+                         ("own_contribution", "1 200"), ("planned_jobs", "3")):
+        driver.find_element(By.ID, field).send_keys(value)
+    # A date field's keyboard entry follows the browser's locale: the value is set as the picker would.
+    driver.execute_script("arguments[0].value = '1988-03-14'", driver.find_element(By.ID, "birth_date"))
+    Select(driver.find_element(By.ID, "residence_status")).select_by_value("regular")
+    Select(driver.find_element(By.ID, "country")).select_by_visible_text("Sénégal")
+    Select(driver.find_element(By.ID, "french_region")).select_by_visible_text("Île-de-France")
+    Select(driver.find_element(By.ID, "sector")).select_by_value("trade")
+    driver.find_element(By.CSS_SELECTOR, "form[action='/dossiers/new'] button[type=submit]").click()
+    error = wait.until(seen.presence_of_element_located((By.ID, "phone-error")))
+    assert "numéro de téléphone" in error.text
+    assert driver.find_element(By.ID, "phone").get_attribute("aria-invalid") == "true"
+    assert driver.find_element(By.CSS_SELECTOR, ".summary a[href='#phone']")
+    assert driver.find_element(By.ID, "family_name").get_attribute("value") == "Diop"  # what was typed is kept
+    shot(driver, "03-intake-refusal")
+
+    phone = driver.find_element(By.ID, "phone")
+    phone.clear()
+    phone.send_keys("+221 77 123 45 67")
+    driver.find_element(By.CSS_SELECTOR, "form[action='/dossiers/new'] button[type=submit]").click()
+    wait.until(seen.presence_of_element_located((By.ID, "timeline")))
+    page = driver.find_element(By.TAG_NAME, "main").text
+    assert "Le dossier est pris en charge." in page and "Boutique d'alimentation à Thiès" in page
+    assert "Éligible" in page and "Sénégal" in page and "Île-de-France" in page
+    assert "5 500,00 €" in page.replace("\u202f", " ").replace("\u00a0", " ")
+    timeline = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=timeline] tbody").text
+    assert "Dossier reçu" in timeline and "intake_officer" in timeline and "Éligibilité examinée" in timeline
+    dossier_url = driver.current_url.split("?")[0]
+
+    # The promoter's consent, recorded from the dossier's page.
+    driver.find_element(By.CSS_SELECTOR, "label[for=purpose-funding]").click()
+    driver.find_element(By.CSS_SELECTOR, "label[for=purpose-preparation]").click()
+    dossier_id = dossier_url.rsplit("/", 1)[1]
+    driver.find_element(By.CSS_SELECTOR, f"form[action='/dossiers/{dossier_id}/consent'] button").click()
+    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".notice"), "Le consentement est enregistré."))
+    consent = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=consent] ul").text
+    assert "Financement" in consent and "Préparation" in consent and "Suivi" not in consent
+    assert "Consentement enregistré" in driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=timeline]").text
+    shot(driver, "04-dossier")
+    shot(driver, "04-dossier-phone", width=390)
+
+    # In the list, filtered by status and country.
+    driver.find_element(By.LINK_TEXT, "Dossiers").click()
+    Select(driver.find_element(By.ID, "status")).select_by_visible_text("Éligible")
+    Select(driver.find_element(By.ID, "country")).select_by_visible_text("Sénégal")
+    driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    wait.until(seen.url_contains("status=eligible"))
+    row = driver.find_element(By.CSS_SELECTOR, "tbody tr")
+    assert "Boutique d'alimentation à Thiès" in row.text and "Éligible" in row.text
+    assert row.find_element(By.TAG_NAME, "a").get_attribute("href") == dossier_url
+    shot(driver, "05-dossiers")
+
+    # English, kept on the same page.
+    Select(driver.find_element(By.ID, "lang")).select_by_value("en")
+    driver.find_element(By.CSS_SELECTOR, "form.language button").click()
+    wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Dossiers"))
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert "Eligible" in driver.find_element(By.CSS_SELECTOR, "tbody tr").text
+    assert driver.find_element(By.LINK_TEXT, "Home")
+    shot(driver, "06-dossiers-english")
+
+    # The services still take the development key's tokens beside the provider's (`make token`).
+    keys = dev_key_settings(Path(console["keys_dir"]))
+    answer = httpx.get(console["intake"] + "/v1/projects",
+                       headers={"Authorization": f"Bearer {issue_token(keys, 'intake_officer', sub='cli')}"})
+    assert answer.status_code == 200, answer.text
+
+    # Signing out: the console's session and the provider's.
+    driver.find_element(By.CSS_SELECTOR, "form[action='/auth/logout'] button").click()
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "button[name=logout]")))
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Sign out of Passerelle?"  # in the console's language
+    driver.find_element(By.CSS_SELECTOR, "button[name=logout]").click()
+    wait.until(seen.url_to_be(console["console"] + "/signed-out"))
+    assert "You are signed out" in driver.find_element(By.TAG_NAME, "h1").text
+    shot(driver, "07-signed-out")
+    driver.get(console["console"] + "/")
+    wait.until(seen.presence_of_element_located((By.ID, "login")))  # the provider asks again
+    assert driver.find_element(By.CSS_SELECTOR, "label[for=login]").text == "Username"
+    # The accessibility check can fail: an image without a text alternative is a critical violation.
+    driver.execute_script("document.querySelector('main').appendChild(document.createElement('img'))")
+    with pytest.raises(AssertionError, match="image-alt"):
+        accessible(driver)
+    # No Content-Security-Policy refusal, no failed resource (the refused form's own 422 aside).
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "status of 422" not in e["message"]]
+    assert not severe, severe
+    print(f"browser flow: {time.monotonic() - started:.1f}s")
+
+
+def dev_key_settings(keys_dir: Path) -> Settings:
+    return Settings(keys_dir=keys_dir, data_dir=keys_dir.parent)
