@@ -64,6 +64,9 @@ ROLES = {
     "partner": N_("Partenaire"), "auditor": N_("Auditeur·rice"), "admin": N_("Administrateur·rice"),
 }
 
+PARTNER_KINDS = {"support_structure": N_("Structure d'accompagnement"), "local_operator": N_("Opérateur local"),
+                 "financial_partner": N_("Partenaire financier")}
+
 # What the promoter consents to their data being processed for.
 CONSENT_PURPOSES = {
     "funding": N_("Financement : le comité, les bourses et leur paiement"),

@@ -99,6 +99,8 @@ class Programme:
             return httpx.Response(200, json=d)
         if host == "partners.test" and path.startswith("/v1/partners/"):
             pid = path.rsplit("/", 1)[1]
+            if who.get("partner_id") and who["partner_id"] != pid:  # a partner reads only itself
+                return httpx.Response(403, json={"status": 403})
             kind = "support_structure" if pid == SUPPORT else "local_operator"
             name = "Île-de-France Entreprendre Solidaire" if pid == SUPPORT else "Thiès Conseil"
             return httpx.Response(200, json={"id": pid, "name": name, "kind": kind})
@@ -288,6 +290,10 @@ def test_the_support_structure_prepares_the_dossier_on_its_page(console: TestCli
     page = console.get(f"/dossiers/{d['id']}").text
     assert acts_on(page) == {"skills_review", "training", "business_plan"}
     assert "Awa" not in page and "PAS-2026" not in page
+    # The other partner, whose record it may not read, is said to be designated, never shown by its id;
+    # the timeline a partner reads does not say who.
+    assert OPERATOR not in page and "Opérateur local Désigné" in text_of(page)
+    assert ">Qui<" not in page
     console.post(f"/dossiers/{d['id']}/acts/skills_review", data={"csrf": csrf, "summary": "Commerçante aguerrie"})
     console.post(f"/dossiers/{d['id']}/acts/training", data={"csrf": csrf, "course": "Gestion", "hours": "35",
                                                               "completed_on": "2026-11-30"})
