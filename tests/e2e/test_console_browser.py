@@ -177,6 +177,7 @@ def shot(driver, name: str, width: int = 1280) -> None:
     # The whole page, not only the window: the window grows to the page's height for the picture.
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, max(1000, min(height + 40, 4000)))
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
     driver.set_window_size(1280, 1000)
 

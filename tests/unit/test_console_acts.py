@@ -320,7 +320,9 @@ def test_the_local_operator_concludes_the_study_and_is_not_offered_the_preparati
     assigned = programme.add(dossier("assigned"))
     studied = programme.add(dossier("feasibility"))
     assert acts_on(console.get(f"/dossiers/{assigned['id']}").text) == set()
-    assert acts_on(console.get(f"/dossiers/{studied['id']}").text) == {"conclude_study"}
+    page = console.get(f"/dossiers/{studied['id']}").text
+    assert acts_on(page) == {"conclude_study"}
+    assert 'id="preparation"' not in page  # the support structure's work is not the operator's to read
     home = text_of(console.get("/").text)
     assert "Étude de faisabilité Étude de faisabilité : la conclusion, si elle manque encore" in home
     console.post(f"/dossiers/{studied['id']}/acts/conclude_study",
