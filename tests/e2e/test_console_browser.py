@@ -420,7 +420,7 @@ def the_dossiers_life_by_whose_job_it_is(driver, wait, console: dict[str, str], 
     driver.find_element(By.CSS_SELECTOR, "label[for=decision-approve]").click()
     driver.find_element(By.ID, "decision_justification").send_keys("Conforme aux règles, enveloppe suffisante.")
     act("decide", "La décision du comité est enregistrée.")
-    assert "Approuvé : 5 000,00 €" in main_text()
+    assert "Approuvé : 5 000,00 €, par Farid Haddad" in main_text()
     shot(driver, "16-approved")
 
 

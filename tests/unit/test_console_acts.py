@@ -426,3 +426,14 @@ def test_the_committees_pages_make_a_bounded_number_of_calls(console: TestClient
     sign_in(console, "funding_approver")
     console.get("/")
     assert len(programme.calls) == 6  # two lists of intake, four kinds of the ledger: never one per row
+
+
+def test_an_approved_financing_says_how_much_and_by_whom_and_offers_no_decision(console: TestClient,
+                                                                              programme: Programme) -> None:
+    d = at_committee(programme, proposed_by="funding_officer")
+    programme.financing[d["id"]].update(financing="approved", approval={
+        "amount_cents": 500_000, "approved_by": f"user:{ISSUER}#funding_approver_2", "rule_version": "2026.1"})
+    sign_in(console, "funding_approver")
+    page = console.get(f"/dossiers/{d['id']}").text
+    assert "Approuvé : 5 000,00 €, par funding_approver_2" in text_of(page)
+    assert acts_on(page) == set()
