@@ -62,7 +62,11 @@ DONE = {"taken_in": words.N_("Le dossier est pris en charge."),
         "business_plan": words.N_("Le plan d'affaires est enregistré."),
         "conclude_study": words.N_("La conclusion de l'étude est enregistrée."),
         "propose": words.N_("La proposition de financement est transmise aux approbateurs."),
-        "decide": words.N_("La décision du comité est enregistrée.")}
+        "decide": words.N_("La décision du comité est enregistrée."),
+        "sign_agreement": words.N_("La convention est enregistrée : les tranches sont prévues."),
+        "pay_tranche": words.N_("Le versement de la tranche est enregistré."),
+        "record_evidence": words.N_("Les justificatifs sont enregistrés."),
+        "reconcile": words.N_("La tranche est rapprochée.")}
 # What a partner's dossier waits for from them, by its status (a list shows no more than the status).
 SUPPORT_LACKS = {
     "assigned": words.N_("À préparer : bilan de compétences, formations, plan d'affaires"),
@@ -204,6 +208,10 @@ ACTS = {
     "conclude_study": Act("intake", "/v1/projects/{id}/feasibility-study/conclusion"),
     "propose": Act("funding", "/v1/financing/{id}/proposal"),
     "decide": Act("funding", "/v1/financing/{id}/decision"),
+    "sign_agreement": Act("funding", "/v1/financing/{id}/agreement"),
+    "pay_tranche": Act("funding", "/v1/financing/{id}/tranches"),
+    "record_evidence": Act("funding", "/v1/financing/{id}/tranches/{tranche}/evidence"),
+    "reconcile": Act("funding", "/v1/financing/{id}/tranches/{tranche}/reconciliation"),
 }
 BUDGET_LINES = 8  # the business plan form's lines (empty ones are left out)
 
@@ -211,7 +219,8 @@ BUDGET_LINES = 8  # the business plan form's lines (empty ones are left out)
 def act_body(act: str, form: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
     """The API's request body for an act from its form, or the sentence saying what to correct."""
     text = form.get
-    if act in ("confirm_duplicate", "dismiss_duplicate", "undo_duplicate", "request_study", "send_to_committee"):
+    if act in ("confirm_duplicate", "dismiss_duplicate", "undo_duplicate", "request_study", "send_to_committee",
+               "reconcile"):
         return None, None
     if act == "withdraw":
         reason = text("reason", "")
@@ -265,6 +274,20 @@ def act_body(act: str, form: dict[str, str]) -> tuple[dict[str, Any] | None, str
         if decision not in words.DECISIONS or not 0 < len(justification) <= 2000:
             return None, N_("Choisissez la décision et donnez sa justification.")
         return {"decision": decision, "justification": justification}, None
+    if act == "sign_agreement":
+        signed_on = text("signed_on", "")
+        return ({"signed_on": signed_on}, None) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", signed_on) else (
+            None, N_("Indiquez la date de signature de la convention."))
+    if act == "pay_tranche":
+        cents, payee, reference = euros_to_cents(text("amount", "")), text("payee", ""), text("payment_reference", "")
+        if not cents or not 0 < len(payee) <= 200 or not 0 < len(reference) <= 100:
+            return None, N_("Indiquez le montant en euros, le bénéficiaire et la référence du paiement.")
+        return {"amount_cents": cents, "payee": payee, "payment_reference": reference}, None
+    if act == "record_evidence":
+        label, cents = text("label", ""), euros_to_cents(text("amount", ""))
+        if not 0 < len(label) <= 200 or not cents:
+            return None, N_("Décrivez le justificatif et indiquez son montant en euros.")
+        return {"items": [{"label": label, "amount_cents": cents}]}, None
     raise KeyError(act)
 
 
@@ -296,6 +319,18 @@ def offered_acts(user: dict[str, Any], issuer: str, d: dict[str, Any], financing
     money = (financing or {}).get("financing")
     if "funding_officer" in roles and money in ("requested", "deferred") and status in ("at_committee", "deferred"):
         acts.add("propose")
+    if "funding_officer" in roles and money == "approved":
+        acts.add("sign_agreement")
+    if "funding_officer" in roles and money == "agreed":
+        tranches = (financing or {}).get("tranches", [])
+        following = next((t for t in tranches if not t["disbursed"]), None)
+        if following and not financing.get("suspended") and all(
+                t["reconciled"] for t in tranches if t["tranche"] < following["tranche"]):
+            acts.add("pay_tranche")
+        if any(t["disbursed"] and not t["reconciled"] for t in tranches):
+            acts.add("record_evidence")
+        if any(t["disbursed"] and not t["reconciled"] and t["evidenced_cents"] >= t["amount_cents"] for t in tranches):
+            acts.add("reconcile")
     proposal = (financing or {}).get("proposal") or {}
     if "funding_approver" in roles and money == "proposed" \
             and not is_human(proposal.get("proposed_by"), issuer, user["sub"]):
@@ -720,12 +755,13 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         try:
             UUID(dossier_id)
             person = str(UUID(form["person_id"])) if "{person}" in ACTS[act].path else ""
+            tranche = str(int(form["tranche"])) if "{tranche}" in ACTS[act].path else ""
         except (ValueError, KeyError):
             return await dossier_page(request, session, dossier_id, status=422)
         body, error = act_body(act, form)
         if error:
             return await dossier_page(request, session, dossier_id, act_error=(act, error), status=422)
-        path = ACTS[act].path.format(id=dossier_id, person=person)
+        path = ACTS[act].path.format(id=dossier_id, person=person, tranche=tranche)
         try:
             await api.post(session.access_token, ACTS[act].service, path, body)
         except Refused as exc:

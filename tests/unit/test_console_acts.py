@@ -437,3 +437,58 @@ def test_an_approved_financing_says_how_much_and_by_whom_and_offers_no_decision(
     page = console.get(f"/dossiers/{d['id']}").text
     assert "Approuvé : 5 000,00 €, par funding_approver_2" in text_of(page)
     assert acts_on(page) == set()
+
+
+def tranches(*states: tuple[bool, int, bool]) -> list[dict[str, Any]]:
+    """(disbursed, evidenced euros, reconciled) per tranche of 2 500 €."""
+    return [{"tranche": n, "amount_cents": 250_000, "disbursed": paid, "payee": "Awa Diop" if paid else None,
+             "payment_reference": f"VIR-{n}" if paid else None, "evidenced_cents": evidenced * 100,
+             "reconciled": reconciled} for n, (paid, evidenced, reconciled) in enumerate(states, start=1)]
+
+
+def test_the_funding_officer_signs_the_agreement_then_pays_and_reconciles_tranches_in_order(
+        console: TestClient, programme: Programme) -> None:
+    d = at_committee(programme, proposed_by="funding_officer")
+    money = programme.financing[d["id"]]
+    money.update(financing="approved", approval={"amount_cents": 500_000, "approved_by": "user:x#a",
+                                                 "rule_version": "2026.1"})
+    csrf = sign_in(console, "funding_officer")
+    assert acts_on(console.get(f"/dossiers/{d['id']}").text) == {"sign_agreement"}
+    console.post(f"/dossiers/{d['id']}/acts/sign_agreement", data={"csrf": csrf, "signed_on": "2026-12-04"})
+    assert programme.posted[-1] == ("funding.test", f"/v1/financing/{d['id']}/agreement", {"signed_on": "2026-12-04"})
+
+    money.update(financing="agreed", tranches=tranches((False, 0, False), (False, 0, False)))
+    page = console.get(f"/dossiers/{d['id']}").text
+    assert acts_on(page) == {"pay_tranche"} and "Verser la tranche 1" in page
+    console.post(f"/dossiers/{d['id']}/acts/pay_tranche", data={
+        "csrf": csrf, "amount": "2 500,00", "payee": "Awa Diop", "payment_reference": "VIR-1"})
+    assert programme.posted[-1] == ("funding.test", f"/v1/financing/{d['id']}/tranches",
+                                    {"amount_cents": 250_000, "payee": "Awa Diop", "payment_reference": "VIR-1"})
+
+    # Paid, not yet reconciled: the next tranche waits; evidence first, then the reconciliation.
+    money["tranches"] = tranches((True, 1000, False), (False, 0, False))
+    page = console.get(f"/dossiers/{d['id']}").text
+    assert acts_on(page) == {"record_evidence"}
+    assert "1 2 500,00 € Versée à Awa Diop, réf. VIR-1 1 000,00 € À rapprocher" in text_of(page)
+    console.post(f"/dossiers/{d['id']}/acts/record_evidence",
+                 data={"csrf": csrf, "tranche": "1", "label": "Facture du stock", "amount": "1 500"})
+    assert programme.posted[-1] == ("funding.test", f"/v1/financing/{d['id']}/tranches/1/evidence",
+                                    {"items": [{"label": "Facture du stock", "amount_cents": 150_000}]})
+    money["tranches"] = tranches((True, 2500, False), (False, 0, False))
+    assert acts_on(console.get(f"/dossiers/{d['id']}").text) == {"record_evidence", "reconcile"}
+    console.post(f"/dossiers/{d['id']}/acts/reconcile", data={"csrf": csrf, "tranche": "1"})
+    assert programme.posted[-1] == ("funding.test", f"/v1/financing/{d['id']}/tranches/1/reconciliation", None)
+    money["tranches"] = tranches((True, 2500, True), (False, 0, False))
+    assert acts_on(console.get(f"/dossiers/{d['id']}").text) == {"pay_tranche"}
+    # An alert open in the follow-up suspends the payments: none is offered, the page says why.
+    money["suspended"] = True
+    page = console.get(f"/dossiers/{d['id']}").text
+    assert acts_on(page) == set() and "Les versements sont suspendus" in page
+    # A refusal of the API, as a sentence.
+    money["suspended"] = False
+    programme.refuse[f"/v1/financing/{d['id']}/tranches"] = (409, {"rule": "previous_tranche_reconciled"})
+    answer = console.post(f"/dossiers/{d['id']}/acts/pay_tranche", data={
+        "csrf": csrf, "amount": "2 500,00", "payee": "Awa Diop", "payment_reference": "VIR-2"})
+    assert answer.status_code == 409 and "La tranche précédente doit d'abord être rapprochée." in text_of(answer.text)
+    assert console.post(f"/dossiers/{d['id']}/acts/reconcile",
+                        data={"csrf": csrf, "tranche": "un"}).status_code == 422
