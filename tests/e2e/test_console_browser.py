@@ -423,6 +423,21 @@ def the_dossiers_life_by_whose_job_it_is(driver, wait, console: dict[str, str], 
     assert "Approuvé : 5 000,00 €, par Farid Haddad" in main_text()
     shot(driver, "16-approved")
 
+    # The funding officer records the agreement and pays the first tranche (its amount from the schedule).
+    sign_in_as("funding_officer")
+    driver.get(dossier_url)
+    driver.execute_script("arguments[0].value = arguments[1]", driver.find_element(By.ID, "signed_on"),
+                          datetime.now(UTC).date().isoformat())
+    act("sign_agreement", "La convention est enregistrée : les tranches sont prévues.")
+    assert "Verser la tranche 1" in main_text()
+    driver.find_element(By.ID, "payee").send_keys("Awa Diop")
+    driver.find_element(By.ID, "payment_reference").send_keys("VIR-2026-0001")
+    act("pay_tranche", "Le versement de la tranche est enregistré.")
+    assert "Versée à Awa Diop, réf. VIR-2026-0001" in driver.find_element(By.ID, "tranches").find_element(
+        By.XPATH, "following-sibling::table").text
+    assert "pay_tranche" not in offered()  # the next one waits for this one's reconciliation
+    shot(driver, "17-tranche-paid")
+
 
 def dev_key_settings(keys_dir: Path) -> Settings:
     return Settings(keys_dir=keys_dir, data_dir=keys_dir.parent)
