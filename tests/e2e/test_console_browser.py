@@ -384,6 +384,7 @@ def the_dossiers_life_by_whose_job_it_is(driver, wait, console: dict[str, str], 
     driver.find_element(By.CSS_SELECTOR, "label[for=conclusion-feasible]").click()
     driver.find_element(By.ID, "study_summary").send_keys("Le marché de Thiès est porteur.")
     shot(driver, "12-operator-study")
+    shot(driver, "12-operator-study-phone", width=390)  # the local operator is often on a phone
     act("conclude_study", "La conclusion de l'étude est enregistrée.")
 
     # The intake officer sends the dossier to the committee.

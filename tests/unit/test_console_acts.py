@@ -492,3 +492,13 @@ def test_the_funding_officer_signs_the_agreement_then_pays_and_reconciles_tranch
     assert answer.status_code == 409 and "La tranche précédente doit d'abord être rapprochée." in text_of(answer.text)
     assert console.post(f"/dossiers/{d['id']}/acts/reconcile",
                         data={"csrf": csrf, "tranche": "un"}).status_code == 422
+
+
+def test_the_acts_speak_english_too(console: TestClient, programme: Programme) -> None:
+    d = programme.add(dossier("preparing", business_plan={"budget_lines": [
+        {"label": "Stock", "amount_cents": 300_000}], "total_cents": 300_000}))
+    sign_in(console, "intake_officer")
+    console.app.state.sessions.get(console.cookies[COOKIE]).lang = "en"
+    page = text_of(console.get(f"/dossiers/{d['id']}").text)
+    assert "Request the feasibility study" in page and "Withdraw the dossier" in page
+    assert "Total budget: €3,000.00" in page
