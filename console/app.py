@@ -636,6 +636,27 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
     def sorted_countries(rules: dict[str, Any], lang: str) -> list[tuple[str, str]]:
         return sorted(((c, words.country(c, lang)) for c in rules.get("countries", [])), key=lambda p: p[1])
 
+    @app.get("/envelopes", response_class=HTMLResponse)
+    async def budget_envelopes(request: Request, year: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        if not set(session.roles) & {"funding_officer", "funding_approver", "auditor"}:
+            return not_allowed(request, session)
+        this_year = int(time.strftime("%Y"))
+        chosen = int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else this_year
+        found = await api.get(session.access_token, "funding", "/v1/envelopes", {"year": chosen})
+        rows = []
+        for e in found:
+            whole = max(e["allocated_cents"], e["reserved_cents"] + e["disbursed_cents"], 1)
+            # The chart's bars, in thousandths of its width: disbursed, then reserved, then available.
+            widths = [round(1000 * max(e[k], 0) / whole) for k in ("disbursed_cents", "reserved_cents",
+                                                                     "available_cents")]
+            rows.append({**e, "bars": [(kind, sum(widths[:i]), w) for i, (kind, w) in
+                                       enumerate(zip(("disbursed", "reserved", "available"), widths))]})
+        return render(request, session, "envelopes.html", envelopes=rows, year=chosen,
+                      years=list(range(this_year - 3, this_year + 2)))
+
     @app.get("/dossiers/new", response_class=HTMLResponse)
     async def new_dossier(request: Request) -> Response:
         session = await signed_in(request)

@@ -67,6 +67,8 @@ ROLES = {
 PARTNER_KINDS = {"support_structure": N_("Structure d'accompagnement"), "local_operator": N_("Opérateur local"),
                  "financial_partner": N_("Partenaire financier")}
 
+PURPOSES = {"business_creation": N_("Création d'entreprise"), "return_aid": N_("Aide au retour")}
+
 # What the promoter consents to their data being processed for.
 CONSENT_PURPOSES = {
     "funding": N_("Financement : le comité, les bourses et leur paiement"),

@@ -423,6 +423,10 @@ def the_dossiers_life_by_whose_job_it_is(driver, wait, console: dict[str, str], 
     act("decide", "La décision du comité est enregistrée.")
     assert "Approuvé : 5 000,00 €, par Farid Haddad" in main_text()
     shot(driver, "16-approved")
+    driver.find_element(By.LINK_TEXT, "Enveloppes").click()  # what the approval reserved, as a chart
+    wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Enveloppes budgétaires"))
+    assert "Création d'entreprise · Sénégal" in main_text()
+    shot(driver, "18-envelopes")
 
     # The funding officer records the agreement and pays the first tranche (its amount from the schedule).
     sign_in_as("funding_officer")

@@ -502,3 +502,27 @@ def test_the_acts_speak_english_too(console: TestClient, programme: Programme) -
     page = text_of(console.get(f"/dossiers/{d['id']}").text)
     assert "Request the feasibility study" in page and "Withdraw the dossier" in page
     assert "Total budget: €3,000.00" in page
+
+
+def test_the_dossier_page_makes_a_bounded_number_of_calls(console: TestClient, programme: Programme) -> None:
+    d = at_committee(programme)
+    d["timeline"] *= 50  # however long the dossier's life
+    sign_in(console, "funding_officer")
+    console.get(f"/dossiers/{d['id']}")
+    # the dossier, its two partners, its money, the envelopes to propose from
+    assert len(programme.calls) == 5, programme.calls
+
+
+def test_the_envelopes_allocated_reserved_disbursed_available_with_their_chart(console: TestClient,
+                                                                              programme: Programme) -> None:
+    sign_in(console, "funding_approver")
+    page = console.get("/envelopes?year=2026")
+    assert page.status_code == 200
+    text = text_of(page.text)
+    assert "Création d'entreprise · Sénégal 100 000,00 € 0,00 € 0,00 € 100 000,00 €" in text
+    # The chart is drawn without inline style (the page's policy forbids it): SVG bars in thousandths.
+    assert '<rect class="available" x="0" y="0" width="1000" height="20">' in page.text
+    assert "style=" not in page.text
+    assert programme.calls == ["GET funding.test/v1/envelopes"]
+    sign_in(console, "intake_officer")
+    assert console.get("/envelopes").status_code == 403
