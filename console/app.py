@@ -14,11 +14,14 @@ import secrets
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as dt_time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 from babel.messages.mofile import write_mo
@@ -656,6 +659,29 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
                                        enumerate(zip(("disbursed", "reserved", "available"), widths))]})
         return render(request, session, "envelopes.html", envelopes=rows, year=chosen,
                       years=list(range(this_year - 3, this_year + 2)))
+
+    @app.get("/ledger", response_class=HTMLResponse)
+    async def ledger(request: Request, as_of: str = "", cursor: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        if not set(session.roles) & {"funding_officer", "funding_approver", "auditor"}:
+            return not_allowed(request, session)
+        try:  # a day, as an office asks for it: the ledger as it stood at that day's end, Paris time
+            day = date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            day = None
+        moment = datetime.combine(day, dt_time(23, 59, 59), ZoneInfo(words.TIME_ZONE)).isoformat() if day else None
+        try:
+            page = await api.get(session.access_token, "funding", "/v1/decisions",
+                                 {"as_of": moment, "cursor": cursor, "limit": PAGE_SIZE})
+        except Refused:  # a stale cursor: the first page again
+            page = {"items": [], "next_cursor": None}
+        filters = {"as_of": day.isoformat()} if day else {}
+        next_url = ("/ledger?" + urlencode({**filters, "cursor": page["next_cursor"]})) if page["next_cursor"] else None
+        first_url = ("/ledger?" + urlencode(filters)) if cursor else None
+        return render(request, session, "ledger.html", items=page["items"], as_of=day.isoformat() if day else "",
+                      next_url=next_url, first_url=first_url, actor=lambda a: actor_word(a, {}, session.user))
 
     @app.get("/dossiers/new", response_class=HTMLResponse)
     async def new_dossier(request: Request) -> Response:

@@ -67,6 +67,20 @@ ROLES = {
 PARTNER_KINDS = {"support_structure": N_("Structure d'accompagnement"), "local_operator": N_("Opérateur local"),
                  "financial_partner": N_("Partenaire financier")}
 
+# The decisions on public money funding's ledger keeps (its `kind`s).
+LEDGER_KINDS = {
+    "ProgrammeRulesPublished": N_("Règles du programme publiées"), "EnvelopeOpened": N_("Enveloppe ouverte"),
+    "EnvelopeAdjusted": N_("Enveloppe ajustée"), "FeasibilityGrantAwarded": N_("Bourse de faisabilité accordée"),
+    "FeasibilityGrantRejected": N_("Bourse de faisabilité refusée"), "FinancingProposed": N_("Financement proposé"),
+    "FinancingApproved": N_("Financement approuvé"), "FinancingDeferred": N_("Financement ajourné"),
+    "FinancingRejected": N_("Financement refusé"), "AgreementSigned": N_("Convention signée"),
+    "OperatorFeesCommitted": N_("Frais de l'opérateur engagés"), "FundsDisbursed": N_("Tranche versée"),
+    "TrancheReconciled": N_("Tranche rapprochée"), "DisbursementSuspended": N_("Versements suspendus"),
+    "DisbursementResumed": N_("Versements repris"), "FinancingEnded": N_("Financement terminé"),
+    "ReturnAidProposed": N_("Aide au retour proposée"), "ReturnAidGranted": N_("Aide au retour accordée"),
+    "ReturnAidRejected": N_("Aide au retour refusée"),
+}
+
 PURPOSES = {"business_creation": N_("Création d'entreprise"), "return_aid": N_("Aide au retour")}
 
 # What the promoter consents to their data being processed for.

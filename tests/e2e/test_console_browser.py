@@ -427,6 +427,10 @@ def the_dossiers_life_by_whose_job_it_is(driver, wait, console: dict[str, str], 
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Enveloppes budgétaires"))
     assert "Création d'entreprise · Sénégal" in main_text()
     shot(driver, "18-envelopes")
+    driver.find_element(By.LINK_TEXT, "Registre").click()  # the ledger: who decided what, under which rules
+    until(console["console"] + "/ledger", lambda: "Financement approuvé" in main_text(), "the approval in the ledger")
+    assert "Farid Haddad" in main_text() and "funding_officer" in main_text()
+    shot(driver, "19-ledger")
 
     # The funding officer records the agreement and pays the first tranche (its amount from the schedule).
     sign_in_as("funding_officer")

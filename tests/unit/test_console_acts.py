@@ -64,6 +64,7 @@ class Programme:
         self.posted: list[tuple[str, str, Any]] = []
         self.refuse: dict[str, tuple[int, dict[str, Any]]] = {}  # path -> the answer to a POST there
         self.calls: list[str] = []
+        self.as_of: str | None = None
 
     def add(self, d: dict[str, Any]) -> dict[str, Any]:
         self.dossiers[d["id"]] = d
@@ -115,8 +116,8 @@ class Programme:
                 {"id": str(uuid.uuid4()), "purpose": "business_creation", "year": 2026, "country": "ML",
                  "allocated_cents": 1, "reserved_cents": 0, "disbursed_cents": 0, "available_cents": 1, "version": 1}])
         if host == "funding.test" and path == "/v1/decisions":
-            kind = request.url.params.get("kind")
-            return httpx.Response(200, json={"items": [e for e in self.ledger if e["kind"] == kind],
+            kind, self.as_of = request.url.params.get("kind"), request.url.params.get("as_of")
+            return httpx.Response(200, json={"items": [e for e in self.ledger if kind in (None, e["kind"])],
                                              "next_cursor": None, "as_of": None})
         return httpx.Response(404, json={"status": 404, "detail": "no route"})
 
@@ -140,6 +141,7 @@ ACCOUNTS = {
     "operator_sn": ("Thiès Conseil", ["partner"], OPERATOR),
     "funding_officer": ("Fabien Leroy", ["funding_officer"], None),
     "funding_approver": ("Françoise Petit", ["funding_approver"], None),
+    "auditor": ("Anne Moreau", ["auditor"], None),
     # One person who both proposes and approves: four eyes is about humans, not roles.
     "officer_and_approver": ("Zoé Lambert", ["funding_officer", "funding_approver"], None),
 }
@@ -526,3 +528,18 @@ def test_the_envelopes_allocated_reserved_disbursed_available_with_their_chart(c
     assert programme.calls == ["GET funding.test/v1/envelopes"]
     sign_in(console, "intake_officer")
     assert console.get("/envelopes").status_code == 403
+
+
+def test_the_ledger_as_of_a_day_in_the_words_of_the_office(console: TestClient, programme: Programme) -> None:
+    d = at_committee(programme, proposed_by="funding_officer")
+    sign_in(console, "auditor")
+    page = console.get("/ledger?as_of=2026-12-04")
+    assert page.status_code == 200
+    # The end of that day in Paris (winter: UTC+1), as the API's RFC 3339 moment.
+    assert programme.as_of == "2026-12-04T23:59:59+01:00"
+    text = text_of(page.text)
+    assert "4 déc. 2026 16:00 Financement proposé Voir le dossier 5 000,00 € funding_officer 2026.1 Projet solide" in text
+    assert f'href="/dossiers/{d["id"]}"' in page.text
+    assert console.get("/ledger?as_of=hier").status_code == 200 and programme.as_of is None  # not a day: all of it
+    sign_in(console, "support_idf")
+    assert console.get("/ledger").status_code == 403
