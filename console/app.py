@@ -76,7 +76,8 @@ SUPPORT_LACKS = {
     "preparing": words.N_("En préparation : le plan d'affaires, s'il manque encore"),
 }
 OPERATOR_LACKS = {"feasibility": words.N_("Étude de faisabilité : la conclusion, si elle manque encore")}
-QUEUE_COUNT_LIMIT = 200  # a count above this reads "200 et plus" (one API call per line of the queue)
+QUEUE_COUNT_LIMIT = 200
+LEDGER_PAGES = 4  # of 500 decisions of a kind, for the approvers' inbox (a bounded number of calls)  # a count above this reads "200 et plus" (one API call per line of the queue)
 
 
 def translations() -> dict[str, NullTranslations]:
@@ -595,8 +596,14 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         """Per dossier, its last proposal when no decision followed it (funding's ledger, oldest first)."""
         entries = []
         for kind in ("FinancingProposed", "FinancingApproved", "FinancingDeferred", "FinancingRejected"):
-            entries += (await api.get(session.access_token, "funding", "/v1/decisions",
-                                      {"kind": kind, "limit": 500}))["items"]
+            cursor = None
+            for _ in range(LEDGER_PAGES):  # oldest first: the pages that follow hold the newest
+                page = await api.get(session.access_token, "funding", "/v1/decisions",
+                                     {"kind": kind, "limit": 500, "cursor": cursor})
+                entries += page["items"]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
         entries.sort(key=lambda e: e["decided_at"])
         last: dict[str, dict[str, Any]] = {}
         for entry in entries:

@@ -65,6 +65,7 @@ class Programme:
         self.refuse: dict[str, tuple[int, dict[str, Any]]] = {}  # path -> the answer to a POST there
         self.calls: list[str] = []
         self.as_of: str | None = None
+        self.ledger_page = 500
 
     def add(self, d: dict[str, Any]) -> dict[str, Any]:
         self.dossiers[d["id"]] = d
@@ -117,8 +118,13 @@ class Programme:
                  "allocated_cents": 1, "reserved_cents": 0, "disbursed_cents": 0, "available_cents": 1, "version": 1}])
         if host == "funding.test" and path == "/v1/decisions":
             kind, self.as_of = request.url.params.get("kind"), request.url.params.get("as_of")
-            return httpx.Response(200, json={"items": [e for e in self.ledger if kind in (None, e["kind"])],
-                                             "next_cursor": None, "as_of": None})
+            found = [e for e in self.ledger if kind in (None, e["kind"])]
+            # Pages of `ledger_page` entries, oldest first, as the API pages them with its cursor.
+            start = int(request.url.params.get("cursor") or 0)
+            more = start + self.ledger_page < len(found)
+            return httpx.Response(200, json={"items": found[start:start + self.ledger_page],
+                                             "next_cursor": str(start + self.ledger_page) if more else None,
+                                             "as_of": None})
         return httpx.Response(404, json={"status": 404, "detail": "no route"})
 
 
@@ -543,3 +549,16 @@ def test_the_ledger_as_of_a_day_in_the_words_of_the_office(console: TestClient, 
     assert console.get("/ledger?as_of=hier").status_code == 200 and programme.as_of is None  # not a day: all of it
     sign_in(console, "support_idf")
     assert console.get("/ledger").status_code == 403
+
+
+def test_the_newest_proposals_are_in_the_inbox_however_long_the_ledger(console: TestClient,
+                                                                        programme: Programme) -> None:
+    programme.ledger_page = 2  # the API's pages, small here
+    for _ in range(5):
+        at_committee(programme, proposed_by="funding_officer")
+    newest = at_committee(programme, proposed_by="funding_officer")
+    sign_in(console, "funding_approver")
+    home = console.get("/").text
+    assert "Propositions à décider (6)" in text_of(home)
+    assert f'href="/dossiers/{newest["id"]}#decide"' in home
+    assert len(programme.calls) == 2 + 3 + 3  # intake's two lists; 3 pages of proposals, one of each decision
