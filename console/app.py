@@ -14,11 +14,14 @@ import secrets
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as dt_time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 from babel.messages.mofile import write_mo
@@ -49,8 +52,32 @@ INTAKE_QUEUE = (
 )
 # What the dossier page says after an act (`?done=`).
 DONE = {"taken_in": words.N_("Le dossier est pris en charge."),
-        "consent": words.N_("Le consentement est enregistré.")}
-QUEUE_COUNT_LIMIT = 200  # a count above this reads "200 et plus" (one API call per line of the queue)
+        "consent": words.N_("Le consentement est enregistré."),
+        "confirm_duplicate": words.N_("Le doublon est confirmé : une seule personne."),
+        "dismiss_duplicate": words.N_("Le doublon est écarté : deux personnes."),
+        "undo_duplicate": words.N_("La confirmation du doublon est annulée."),
+        "request_study": words.N_("L'étude de faisabilité est demandée à l'opérateur local."),
+        "send_to_committee": words.N_("Le dossier est envoyé au comité."),
+        "withdraw": words.N_("Le dossier est retiré."),
+        "close": words.N_("Le dossier est clos."),
+        "skills_review": words.N_("Le bilan de compétences est enregistré."),
+        "training": words.N_("La formation est enregistrée."),
+        "business_plan": words.N_("Le plan d'affaires est enregistré."),
+        "conclude_study": words.N_("La conclusion de l'étude est enregistrée."),
+        "propose": words.N_("La proposition de financement est transmise aux approbateurs."),
+        "decide": words.N_("La décision du comité est enregistrée."),
+        "sign_agreement": words.N_("La convention est enregistrée : les tranches sont prévues."),
+        "pay_tranche": words.N_("Le versement de la tranche est enregistré."),
+        "record_evidence": words.N_("Les justificatifs sont enregistrés."),
+        "reconcile": words.N_("La tranche est rapprochée.")}
+# What a partner's dossier waits for from them, by its status (a list shows no more than the status).
+SUPPORT_LACKS = {
+    "assigned": words.N_("À préparer : bilan de compétences, formations, plan d'affaires"),
+    "preparing": words.N_("En préparation : le plan d'affaires, s'il manque encore"),
+}
+OPERATOR_LACKS = {"feasibility": words.N_("Étude de faisabilité : la conclusion, si elle manque encore")}
+QUEUE_COUNT_LIMIT = 200
+LEDGER_PAGES = 4  # of 500 decisions of a kind, for the approvers' inbox (a bounded number of calls)  # a count above this reads "200 et plus" (one API call per line of the queue)
 
 
 def translations() -> dict[str, NullTranslations]:
@@ -160,6 +187,159 @@ def refusals(problem: Refused) -> dict[str, str]:
         if field is not None:
             found.setdefault(field.name, field.hint)
     return found
+
+
+# --- the acts on a dossier ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Act:
+    service: str
+    path: str  # {id}: the dossier; {person}: the other person record of a possible duplicate
+
+
+ACTS = {
+    "confirm_duplicate": Act("intake", "/v1/projects/{id}/duplicates/{person}/confirm"),
+    "dismiss_duplicate": Act("intake", "/v1/projects/{id}/duplicates/{person}/dismiss"),
+    "undo_duplicate": Act("intake", "/v1/projects/{id}/duplicates/{person}/undo"),
+    "request_study": Act("intake", "/v1/projects/{id}/feasibility-study"),
+    "send_to_committee": Act("intake", "/v1/projects/{id}/committee"),
+    "withdraw": Act("intake", "/v1/projects/{id}/withdraw"),
+    "close": Act("intake", "/v1/projects/{id}/close"),
+    "skills_review": Act("intake", "/v1/projects/{id}/skills-review"),
+    "training": Act("intake", "/v1/projects/{id}/trainings"),
+    "business_plan": Act("intake", "/v1/projects/{id}/business-plan"),
+    "conclude_study": Act("intake", "/v1/projects/{id}/feasibility-study/conclusion"),
+    "propose": Act("funding", "/v1/financing/{id}/proposal"),
+    "decide": Act("funding", "/v1/financing/{id}/decision"),
+    "sign_agreement": Act("funding", "/v1/financing/{id}/agreement"),
+    "pay_tranche": Act("funding", "/v1/financing/{id}/tranches"),
+    "record_evidence": Act("funding", "/v1/financing/{id}/tranches/{tranche}/evidence"),
+    "reconcile": Act("funding", "/v1/financing/{id}/tranches/{tranche}/reconciliation"),
+}
+BUDGET_LINES = 8  # the business plan form's lines (empty ones are left out)
+
+
+def act_body(act: str, form: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The API's request body for an act from its form, or the sentence saying what to correct."""
+    text = form.get
+    if act in ("confirm_duplicate", "dismiss_duplicate", "undo_duplicate", "request_study", "send_to_committee",
+               "reconcile"):
+        return None, None
+    if act == "withdraw":
+        reason = text("reason", "")
+        return ({"reason": reason}, None) if 0 < len(reason) <= 500 else (
+            None, N_("Donnez la raison du retrait (500 caractères au plus)."))
+    if act == "close":
+        reason = text("reason", "")
+        return ({"reason": reason}, None) if reason in words.CLOSURE_REASONS else (
+            None, N_("Choisissez la raison de la clôture."))
+    if act == "skills_review":
+        summary = text("summary", "")
+        return ({"summary": summary}, None) if 0 < len(summary) <= 5000 else (
+            None, N_("Résumez le bilan de compétences (5 000 caractères au plus)."))
+    if act == "training":
+        course, hours, on = text("course", ""), text("hours", ""), text("completed_on", "")
+        if not 0 < len(course) <= 200 or not hours.isdigit() or not 1 <= int(hours) <= 2000 \
+                or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", on):
+            return None, N_("Indiquez l'intitulé de la formation, sa durée en heures (1 à 2 000) et sa date de fin.")
+        return {"course": course, "hours": int(hours), "completed_on": on}, None
+    if act == "business_plan":
+        lines = []
+        for n in range(1, BUDGET_LINES + 1):
+            label, amount = text(f"line_{n}_label", ""), text(f"line_{n}_amount", "")
+            if not label and not amount:
+                continue
+            cents = euros_to_cents(amount)
+            if not label or cents is None:
+                return None, N_("Chaque ligne de budget a un libellé et un montant en euros.")
+            lines.append({"label": label[:200], "amount_cents": cents})
+        own, jobs = euros_to_cents(text("own_contribution", "")), text("planned_jobs", "")
+        if not lines or own is None or not jobs.isdigit():
+            return None, N_("Le plan d'affaires a au moins une ligne de budget, un apport personnel en euros "
+                            "et un nombre d'emplois prévus.")
+        return {"budget_lines": lines, "own_contribution_cents": own, "planned_jobs": int(jobs)}, None
+    if act == "conclude_study":
+        conclusion = text("conclusion", "")
+        if conclusion not in words.CONCLUSIONS or len(text("summary", "")) > 5000:
+            return None, N_("Choisissez la conclusion de l'étude (le résumé fait 5 000 caractères au plus).")
+        return {"conclusion": conclusion, "summary": text("summary", "")}, None
+    if act == "propose":
+        cents, justification = euros_to_cents(text("amount", "")), text("justification", "")
+        try:
+            envelope = str(UUID(text("envelope_id", "")))
+        except ValueError:
+            envelope = ""
+        if not cents or not envelope or not 0 < len(justification) <= 2000:
+            return None, N_("Indiquez le montant en euros, l'enveloppe et la justification de la proposition.")
+        return {"amount_cents": cents, "envelope_id": envelope, "justification": justification}, None
+    if act == "decide":
+        decision, justification = text("decision", ""), text("justification", "")
+        if decision not in words.DECISIONS or not 0 < len(justification) <= 2000:
+            return None, N_("Choisissez la décision et donnez sa justification.")
+        return {"decision": decision, "justification": justification}, None
+    if act == "sign_agreement":
+        signed_on = text("signed_on", "")
+        return ({"signed_on": signed_on}, None) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", signed_on) else (
+            None, N_("Indiquez la date de signature de la convention."))
+    if act == "pay_tranche":
+        cents, payee, reference = euros_to_cents(text("amount", "")), text("payee", ""), text("payment_reference", "")
+        if not cents or not 0 < len(payee) <= 200 or not 0 < len(reference) <= 100:
+            return None, N_("Indiquez le montant en euros, le bénéficiaire et la référence du paiement.")
+        return {"amount_cents": cents, "payee": payee, "payment_reference": reference}, None
+    if act == "record_evidence":
+        label, cents = text("label", ""), euros_to_cents(text("amount", ""))
+        if not 0 < len(label) <= 200 or not cents:
+            return None, N_("Décrivez le justificatif et indiquez son montant en euros.")
+        return {"items": [{"label": label, "amount_cents": cents}]}, None
+    raise KeyError(act)
+
+
+def is_human(actor: str | None, issuer: str, sub: str) -> bool:
+    """Whether an actor recorded by the services is this person (`user:<issuer>#<subject>`, or the older
+    `user:<subject>`)."""
+    return actor in (f"user:{issuer}#{sub}", f"user:{sub}")
+
+
+def offered_acts(user: dict[str, Any], issuer: str, d: dict[str, Any], financing: dict[str, Any] | None) -> set[str]:
+    """The acts this person may do on the dossier in its state: the page offers these and only these
+    (the services decide in the end)."""
+    roles, partner, status = set(user["roles"]), user.get("partner_id"), d["status"]
+    is_open = status not in ("closed", "withdrawn")
+    acts: set[str] = set()
+    if "intake_officer" in roles:
+        if is_open:
+            acts |= {"withdraw", "close"}
+        if status == "preparing" and d.get("business_plan"):
+            acts.add("request_study")
+        if status == "feasibility" and d.get("feasibility_conclusion") == "feasible" \
+                and "funding" in (d.get("consent") or {}).get("purposes", []):
+            acts.add("send_to_committee")
+    if partner and partner == d.get("support_structure_id") and status in ("assigned", "preparing"):
+        acts |= {"skills_review", "training", "business_plan"}
+    if partner and partner == d.get("local_operator_id") and status == "feasibility" \
+            and not d.get("feasibility_conclusion"):
+        acts.add("conclude_study")
+    money = (financing or {}).get("financing")
+    if "funding_officer" in roles and money in ("requested", "deferred") and status in ("at_committee", "deferred"):
+        acts.add("propose")
+    if "funding_officer" in roles and money == "approved":
+        acts.add("sign_agreement")
+    if "funding_officer" in roles and money == "agreed":
+        tranches = (financing or {}).get("tranches", [])
+        following = next((t for t in tranches if not t["disbursed"]), None)
+        if following and not financing.get("suspended") and all(
+                t["reconciled"] for t in tranches if t["tranche"] < following["tranche"]):
+            acts.add("pay_tranche")
+        if any(t["disbursed"] and not t["reconciled"] for t in tranches):
+            acts.add("record_evidence")
+        if any(t["disbursed"] and not t["reconciled"] and t["evidenced_cents"] >= t["amount_cents"] for t in tranches):
+            acts.add("reconcile")
+    proposal = (financing or {}).get("proposal") or {}
+    if "funding_approver" in roles and money == "proposed" \
+            and not is_human(proposal.get("proposed_by"), issuer, user["sub"]):
+        acts.add("decide")
+    return acts
 
 
 # --- the application ---------------------------------------------------------------------------
@@ -369,14 +549,67 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         session = await signed_in(request)
         if isinstance(session, Response):
             return session
-        queue = []
-        if "intake_officer" in session.roles:
+        roles, context = set(session.roles), {}
+        if "intake_officer" in roles:
+            queue = []
             for status, label in INTAKE_QUEUE:
                 page = await api.get(session.access_token, "intake", "/v1/projects",
                                      {"status": status, "limit": QUEUE_COUNT_LIMIT})
                 queue.append({"status": status, "label": label, "count": len(page["items"]),
                               "more": page["next_cursor"] is not None})
-        return render(request, session, "home.html", queue=queue, intake="intake_officer" in session.roles)
+            context["queue"] = queue
+        if "partner" in roles and session.user.get("partner_id"):
+            context.update(await partner_home(session))
+        if roles & {"funding_officer", "funding_approver"}:
+            context.update(await committee_home(session))
+        return render(request, session, "home.html", intake="intake_officer" in roles, **context)
+
+    async def partner_home(session: Session) -> dict[str, Any]:
+        """A partner's dossiers (the API gives only theirs) and what each waits for from them."""
+        partner_id = session.user["partner_id"]
+        me = await api.get(session.access_token, "partners", f"/v1/partners/{quote(partner_id)}")
+        page = await api.get(session.access_token, "intake", "/v1/projects", {"limit": QUEUE_COUNT_LIMIT})
+        lacks = SUPPORT_LACKS if me["kind"] == "support_structure" else OPERATOR_LACKS
+        mine = [{**d, "lacks": lacks.get(d["status"])} for d in page["items"]]
+        mine.sort(key=lambda d: d["lacks"] is None)  # what waits for them first
+        return {"partner": me, "mine": mine, "mine_more": page["next_cursor"] is not None}
+
+    async def committee_home(session: Session) -> dict[str, Any]:
+        """The committee's dossiers, each with its proposal waiting for a decision, if any (two lists of
+        intake and four kinds of funding's ledger: a bounded number of calls whatever the number of dossiers)."""
+        at_committee = []
+        for status in ("at_committee", "deferred"):
+            at_committee += (await api.get(session.access_token, "intake", "/v1/projects",
+                                           {"status": status, "limit": QUEUE_COUNT_LIMIT}))["items"]
+        waiting = await waiting_proposals(session)
+        issuer, sub = settings.oidc_issuer, session.user["sub"]
+        rows = []
+        for d in at_committee:
+            proposal = waiting.get(d["id"])
+            rows.append({**d, "proposal": proposal,
+                         "own": bool(proposal) and is_human(proposal["decided_by"], issuer, sub)})
+        inbox = [r for r in rows if r["proposal"]]
+        return {"committee": rows, "inbox": inbox, "approver": "funding_approver" in session.roles,
+                "proposer_word": lambda r: actor_word(r["proposal"]["decided_by"], {}, session.user)}
+
+    async def waiting_proposals(session: Session) -> dict[str, dict[str, Any]]:
+        """Per dossier, its last proposal when no decision followed it (funding's ledger, oldest first)."""
+        entries = []
+        for kind in ("FinancingProposed", "FinancingApproved", "FinancingDeferred", "FinancingRejected"):
+            cursor = None
+            for _ in range(LEDGER_PAGES):  # oldest first: the pages that follow hold the newest
+                page = await api.get(session.access_token, "funding", "/v1/decisions",
+                                     {"kind": kind, "limit": 500, "cursor": cursor})
+                entries += page["items"]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        entries.sort(key=lambda e: e["decided_at"])
+        last: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            if entry.get("project_id"):
+                last[entry["project_id"]] = entry
+        return {pid: e for pid, e in last.items() if e["kind"] == "FinancingProposed"}
 
     @app.get("/dossiers", response_class=HTMLResponse)
     async def dossiers(request: Request, status: str = "", country: str = "", cursor: str = "") -> Response:
@@ -412,6 +645,50 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
 
     def sorted_countries(rules: dict[str, Any], lang: str) -> list[tuple[str, str]]:
         return sorted(((c, words.country(c, lang)) for c in rules.get("countries", [])), key=lambda p: p[1])
+
+    @app.get("/envelopes", response_class=HTMLResponse)
+    async def budget_envelopes(request: Request, year: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        if not set(session.roles) & {"funding_officer", "funding_approver", "auditor"}:
+            return not_allowed(request, session)
+        this_year = int(time.strftime("%Y"))
+        chosen = int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else this_year
+        found = await api.get(session.access_token, "funding", "/v1/envelopes", {"year": chosen})
+        rows = []
+        for e in found:
+            whole = max(e["allocated_cents"], e["reserved_cents"] + e["disbursed_cents"], 1)
+            # The chart's bars, in thousandths of its width: disbursed, then reserved, then available.
+            widths = [round(1000 * max(e[k], 0) / whole) for k in ("disbursed_cents", "reserved_cents",
+                                                                     "available_cents")]
+            rows.append({**e, "bars": [(kind, sum(widths[:i]), w) for i, (kind, w) in
+                                       enumerate(zip(("disbursed", "reserved", "available"), widths))]})
+        return render(request, session, "envelopes.html", envelopes=rows, year=chosen,
+                      years=list(range(this_year - 3, this_year + 2)))
+
+    @app.get("/ledger", response_class=HTMLResponse)
+    async def ledger(request: Request, as_of: str = "", cursor: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        if not set(session.roles) & {"funding_officer", "funding_approver", "auditor"}:
+            return not_allowed(request, session)
+        try:  # a day, as an office asks for it: the ledger as it stood at that day's end, Paris time
+            day = date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            day = None
+        moment = datetime.combine(day, dt_time(23, 59, 59), ZoneInfo(words.TIME_ZONE)).isoformat() if day else None
+        try:
+            page = await api.get(session.access_token, "funding", "/v1/decisions",
+                                 {"as_of": moment, "cursor": cursor, "limit": PAGE_SIZE})
+        except Refused:  # a stale cursor: the first page again
+            page = {"items": [], "next_cursor": None}
+        filters = {"as_of": day.isoformat()} if day else {}
+        next_url = ("/ledger?" + urlencode({**filters, "cursor": page["next_cursor"]})) if page["next_cursor"] else None
+        first_url = ("/ledger?" + urlencode(filters)) if cursor else None
+        return render(request, session, "ledger.html", items=page["items"], as_of=day.isoformat() if day else "",
+                      next_url=next_url, first_url=first_url, actor=lambda a: actor_word(a, {}, session.user))
 
     @app.get("/dossiers/new", response_class=HTMLResponse)
     async def new_dossier(request: Request) -> Response:
@@ -474,7 +751,7 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
 
     async def dossier_page(request: Request, session: Session, dossier_id: str, done: str = "",
                            rule: str | None = None, consent_error: str | None = None,
-                           status: int = 200) -> HTMLResponse:
+                           act_error: tuple[str, str] | None = None, status: int = 200) -> HTMLResponse:
         try:
             UUID(dossier_id)
             found = await api.get(session.access_token, "intake", f"/v1/projects/{dossier_id}")
@@ -495,11 +772,60 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
         for reason in (found.get("eligibility") or {}).get("reasons", []):
             code = reason.split(":", 1)[0]
             reasons.append(words.ELIGIBILITY_REASONS.get(code, reason))
+        # The committee's part, for the people of funding: the dossier's money and, to propose, the envelopes.
+        financing, envelopes = None, []
+        if set(session.roles) & {"funding_officer", "funding_approver"}:
+            try:
+                financing = await api.get(session.access_token, "funding", f"/v1/financing/{dossier_id}")
+            except Refused:  # funding has not heard of the dossier yet
+                financing = None
+        acts = offered_acts(session.user, settings.oidc_issuer, found, financing)
+        if "propose" in acts:
+            envelopes = [e for e in await api.get(session.access_token, "funding", "/v1/envelopes")
+                         if e["purpose"] == "business_creation" and e["country"] in (None, found["country"])]
+        proposal = (financing or {}).get("proposal") or None
+        own_proposal = bool(proposal) and is_human(proposal.get("proposed_by"), settings.oidc_issuer,
+                                                   session.user["sub"])
         # The acts this person may do on the dossier in its state (the service decides in the end).
         may_record_consent = "intake_officer" in session.roles and found["status"] not in ("closed", "withdrawn")
         return render(request, session, "dossier.html", status=status, d=found, partners=partners, reasons=reasons,
-                      done=DONE.get(done), actor=actor_word, rule=rule, consent_error=consent_error,
-                      may_record_consent=may_record_consent)
+                      done=DONE.get(done), actor=lambda a, p: actor_word(a, p, session.user), rule=rule,
+                      consent_error=consent_error, may_record_consent=may_record_consent, acts=acts, act_error=act_error,
+                      partner_view="reference" not in found, financing=financing, envelopes=envelopes,
+                      proposal=proposal, own_proposal=own_proposal, budget_lines=range(1, BUDGET_LINES + 1),
+                      settle_duplicates="intake_officer" in session.roles,
+                      closure_reasons=words.CLOSURE_REASONS, today=time.strftime("%Y-%m-%d"))
+
+    @app.post("/dossiers/{dossier_id}/acts/{act}", response_class=HTMLResponse)
+    async def act_on_dossier(request: Request, dossier_id: str, act: str) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return sign_in_again(f"/dossiers/{quote(dossier_id)}")
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        if act not in ACTS:
+            return await not_found(request, None)
+        try:
+            UUID(dossier_id)
+            person = str(UUID(form["person_id"])) if "{person}" in ACTS[act].path else ""
+            tranche = str(int(form["tranche"])) if "{tranche}" in ACTS[act].path else ""
+        except (ValueError, KeyError):
+            return await dossier_page(request, session, dossier_id, status=422)
+        body, error = act_body(act, form)
+        if error:
+            return await dossier_page(request, session, dossier_id, act_error=(act, error), status=422)
+        path = ACTS[act].path.format(id=dossier_id, person=person, tranche=tranche)
+        try:
+            await api.post(session.access_token, ACTS[act].service, path, body)
+        except Refused as exc:
+            if exc.status == 403:
+                return not_allowed(request, session)
+            if exc.status == 422:
+                return await dossier_page(request, session, dossier_id, status=422, act_error=(
+                    act, words.N_("Cet acte n'a pas été accepté : vérifiez les champs du formulaire.")))
+            return await dossier_page(request, session, dossier_id, status=exc.status, rule=exc.rule or "")
+        return RedirectResponse(f"/dossiers/{dossier_id}?done={act}", status_code=303)
 
     @app.post("/dossiers/{dossier_id}/consent", response_class=HTMLResponse)
     async def record_consent(request: Request, dossier_id: str) -> Response:
@@ -530,13 +856,16 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             return await dossier_page(request, session, dossier_id, status=exc.status, rule=exc.rule or "")
         return RedirectResponse(f"/dossiers/{dossier_id}?done=consent", status_code=303)
 
-    def actor_word(actor: str | None, partners: dict[str, str | None]) -> str:
+    def actor_word(actor: str | None, partners: dict[str, str | None], reader: dict[str, Any] | None = None) -> str:
         """Who did it: the person's account, a partner by name, or Passerelle itself."""
         if not actor:
             return "—"
         kind, _, who = actor.partition(":")
-        if kind == "user":
-            return who
+        if kind == "user":  # the person's subject at their issuer (their name when it is the reader)
+            subject = who.rpartition("#")[2]
+            if reader and is_human(actor, settings.oidc_issuer, reader["sub"]):
+                return reader["name"]
+            return subject
         if kind == "partner":
             return partners.get(who) or who
         return words.N_("Passerelle (automatique)")

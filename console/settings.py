@@ -25,6 +25,7 @@ class ConsoleSettings(BaseSettings):
     # Empty: the services' addresses of shared.settings.service_url (PASSERELLE_<SERVICE>_URL).
     intake_url: str = ""
     partners_url: str = ""
+    funding_url: str = ""
 
     def url_of(self, service: str) -> str:
         return getattr(self, f"{service}_url", "") or service_url(service)

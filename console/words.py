@@ -64,6 +64,25 @@ ROLES = {
     "partner": N_("Partenaire"), "auditor": N_("Auditeur·rice"), "admin": N_("Administrateur·rice"),
 }
 
+PARTNER_KINDS = {"support_structure": N_("Structure d'accompagnement"), "local_operator": N_("Opérateur local"),
+                 "financial_partner": N_("Partenaire financier")}
+
+# The decisions on public money funding's ledger keeps (its `kind`s).
+LEDGER_KINDS = {
+    "ProgrammeRulesPublished": N_("Règles du programme publiées"), "EnvelopeOpened": N_("Enveloppe ouverte"),
+    "EnvelopeAdjusted": N_("Enveloppe ajustée"), "FeasibilityGrantAwarded": N_("Bourse de faisabilité accordée"),
+    "FeasibilityGrantRejected": N_("Bourse de faisabilité refusée"), "FinancingProposed": N_("Financement proposé"),
+    "FinancingApproved": N_("Financement approuvé"), "FinancingDeferred": N_("Financement ajourné"),
+    "FinancingRejected": N_("Financement refusé"), "AgreementSigned": N_("Convention signée"),
+    "OperatorFeesCommitted": N_("Frais de l'opérateur engagés"), "FundsDisbursed": N_("Tranche versée"),
+    "TrancheReconciled": N_("Tranche rapprochée"), "DisbursementSuspended": N_("Versements suspendus"),
+    "DisbursementResumed": N_("Versements repris"), "FinancingEnded": N_("Financement terminé"),
+    "ReturnAidProposed": N_("Aide au retour proposée"), "ReturnAidGranted": N_("Aide au retour accordée"),
+    "ReturnAidRejected": N_("Aide au retour refusée"),
+}
+
+PURPOSES = {"business_creation": N_("Création d'entreprise"), "return_aid": N_("Aide au retour")}
+
 # What the promoter consents to their data being processed for.
 CONSENT_PURPOSES = {
     "funding": N_("Financement : le comité, les bourses et leur paiement"),
@@ -117,6 +136,7 @@ RULES = {
     "assign_once": N_("Les partenaires de ce dossier sont déjà désignés."),
     "assignment_is_open": N_("Cette désignation de partenaire est déjà terminée."),
     "business_plan_needs_budget": N_("Le plan d'affaires doit avoir au moins une ligne de budget."),
+    "committee_after_study": N_("Le dossier va au comité une fois l'étude de faisabilité conclue."),
     "committee_needs_consent": N_("Le dossier ne peut aller au comité sans le consentement au financement."),
     "committee_needs_feasible_study": N_("Le dossier va au comité après une étude de faisabilité concluante."),
     "complete_after_launch": N_("Le suivi se termine après le lancement de l'entreprise."),
@@ -129,6 +149,8 @@ RULES = {
     "dossier_is_open": N_("Le dossier est clos ou retiré : il ne change plus."),
     "duplicate_review_in_order": N_("Ce doublon possible n'est pas dans un état qui permet cet acte."),
     "duplicate_was_flagged": N_("Aucun doublon possible n'a été signalé pour cette personne."),
+    "envelope_covers_dossier": N_("Cette enveloppe ne couvre pas ce dossier (son pays, son année, son objet)."),
+    "envelope_of_the_year": N_("L'enveloppe doit être celle de l'année en cours."),
     "end_once": N_("Cette fin est déjà enregistrée."),
     "envelope_covers_commitments": N_("L'enveloppe ne peut descendre sous ce qui est déjà engagé."),
     "envelope_not_overcommitted": N_("L'enveloppe budgétaire n'a plus assez de crédits disponibles."),
@@ -142,6 +164,7 @@ RULES = {
     "four_eyes": N_("Quatre yeux : la personne qui a proposé ne peut pas décider elle-même."),
     "launch_once": N_("Le lancement de cette entreprise est déjà enregistré."),
     "preparation_after_assignment": N_("La préparation commence une fois les partenaires désignés."),
+    "proposal_after_request": N_("Une proposition suit l'envoi du dossier au comité (ou son ajournement)."),
     "previous_tranche_reconciled": N_("La tranche précédente doit d'abord être rapprochée."),
     "reconcile_once": N_("Cette tranche est déjà rapprochée."),
     "reinstate_suspended_partner": N_("Seul un partenaire suspendu peut être rétabli."),
@@ -154,6 +177,7 @@ RULES = {
     "study_was_requested": N_("Aucune étude de faisabilité n'a été demandée."),
     "survey_after_launch": N_("L'enquête suit le lancement de l'entreprise."),
     "survey_once": N_("Cette enquête est déjà enregistrée."),
+    "success_needs_financing": N_("Un dossier se clôt en réussite une fois financé."),
     "suspend_active_partner": N_("Seul un partenaire actif peut être suspendu."),
     "tranche_as_scheduled": N_("Cette tranche ne correspond pas à l'échéancier."),
     "tranche_disbursed": N_("Cette tranche n'a pas encore été versée."),
@@ -161,6 +185,27 @@ RULES = {
     "visits_after_launch": N_("Les visites de suivi commencent après le lancement."),
     "within_ceiling": N_("Le montant dépasse le plafond fixé par les règles du programme."),
 }
+# Why a dossier is closed (intake's closure reasons); `duplicate_aid` is Passerelle's own, never chosen.
+CLOSURE_REASONS = {
+    "success": N_("Réussite : l'entreprise vit, le programme est achevé"),
+    "business_failed": N_("L'entreprise a cessé son activité"),
+    "abandoned": N_("Le porteur de projet a abandonné"),
+    "re_migrated": N_("Le porteur de projet est reparti"),
+    "funding_ended": N_("Le financement a pris fin"),
+    "ineligible": N_("Le dossier est inéligible"),
+}
+CLOSURE_WORDS = {**CLOSURE_REASONS, "duplicate_aid": N_("Doublon : la personne a déjà une aide")}
+
+CONCLUSIONS = {"feasible": N_("Faisable"), "not_feasible": N_("Non faisable")}
+
+# The committee's decisions on a proposal.
+DECISIONS = {"approve": N_("Approuver"), "defer": N_("Ajourner"), "reject": N_("Refuser")}
+FINANCING = {
+    "none": N_("Pas encore au comité"), "requested": N_("Au comité, sans proposition"),
+    "proposed": N_("Proposition en attente de décision"), "approved": N_("Approuvé"), "deferred": N_("Ajourné"),
+    "rejected": N_("Refusé"), "agreed": N_("Convention signée"), "ended": N_("Terminé"),
+}
+
 UNKNOWN_RULE = N_("Une règle du programme empêche cet acte.")
 
 

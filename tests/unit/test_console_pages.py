@@ -184,7 +184,7 @@ def test_the_intake_officers_home_is_their_work_queue_with_counts(console: TestC
 
 
 def test_other_roles_see_who_they_are_and_what_is_not_built_yet(console: TestClient, intake: Intake) -> None:
-    for role in ("funding_approver", "auditor", "partner", "followup_officer", "admin"):
+    for role in ("auditor", "followup_officer", "admin"):
         sign_in(console, [role])
         answer = console.get("/")
         assert answer.status_code == 200
@@ -209,7 +209,7 @@ def test_the_dossier_page_eligibility_and_timeline(console: TestClient) -> None:
     page = text_of(console.get(f"/dossiers/{DOSSIER_ID}").text)
     assert "Inéligible · règles version 2026.1" in page
     assert "Le projet prévoit trop peu d'emplois." in page
-    assert "4 déc. 2026 11:05 Dossier reçu intake_officer" in page  # Paris time
+    assert "4 déc. 2026 11:05 Dossier reçu Inès Martin" in page  # Paris time; the reader's own act by their name
     assert "Éligibilité examinée Passerelle (automatique)" in page
     assert console.get(f"/dossiers/{uuid.uuid4()}").status_code == 404
     assert console.get("/dossiers/not-an-id").status_code == 404
@@ -229,7 +229,8 @@ def test_the_dossier_page_names_its_partners_what_they_did_and_the_duplicates(co
     assert "Bilan de compétences fait Thiès Conseil (bureau d'études)" in page
     assert intake.calls.count(("GET", f"/v1/partners/{PARTNER_ID}")) == 1  # one call per partner, not per event
     # The possible duplicates, with what matched and where their review stands.
-    assert "Identifiants communs Examen Dossier 1 nom, date de naissance À examiner" in page
+    assert ("Identifiants communs Examen Décider Dossier 1 nom, date de naissance À examiner "
+            "Confirmer : une seule personne Écarter : deux personnes") in page
     assert "Doublons possibles" not in text_of(console.get(f"/dossiers/{DOSSIER_ID}").text)  # none: no section
 
 
