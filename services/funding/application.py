@@ -218,23 +218,26 @@ class FundingApplication(ServiceApplication):
     # --- financing: commands of funding officers and approvers ------------------------------------
 
     def propose(self, project_id: UUID, amount_cents: int, envelope_id: UUID, justification: str,
-                proposed_by: str) -> Dossier:
+                proposed_by: str, year: int) -> Dossier:
         dossier = self.get_dossier(project_id)
-        dossier.propose(self.rules_in_force(), self.get_envelope(envelope_id), amount_cents, justification,
+        dossier.propose(self.rules_in_force(), self.get_envelope(envelope_id), year, amount_cents, justification,
                         proposed_by)
         self.save(dossier)
         return dossier
 
     @traced("funding decide")
-    def decide(self, project_id: UUID, decision: Decision | str, justification: str, decided_by: str) -> Dossier:
+    def decide(self, project_id: UUID, decision: Decision | str, justification: str, decided_by: str,
+               year: int) -> Dossier:
         def decide() -> Dossier:
             dossier = self.get_dossier(project_id)
             if dossier.proposal is None:  # refused by the domain, with its rule
-                dossier.decide(decision, self.rules_in_force(), None, justification, decided_by, code_version())
+                dossier.decide(decision, self.rules_in_force(), None, year, justification, decided_by,
+                               code_version())
             envelope_id = UUID(dossier.proposal["envelope_id"])  # type: ignore[index]
             with self.drawing_on(envelope_id):
                 envelope = self.get_envelope(envelope_id)
-                dossier.decide(decision, self.rules_in_force(), envelope, justification, decided_by, code_version())
+                dossier.decide(decision, self.rules_in_force(), envelope, year, justification, decided_by,
+                               code_version())
                 self.save(dossier, envelope)
             return dossier
 

@@ -465,14 +465,15 @@ class Dossier(Aggregate):
         self.requested_amount_cents = requested_amount_cents
         self.dossier_version = dossier_version
 
-    def propose(self, rules: RuleVersion, envelope: Envelope, amount_cents: int, justification: str,
+    def propose(self, rules: RuleVersion, envelope: Envelope, year: int, amount_cents: int, justification: str,
                 proposed_by: str) -> None:
-        """A funding officer proposes an amount from an envelope, not above the ceiling in force."""
+        """A funding officer proposes an amount from an envelope of the year, not above the ceiling in force."""
         require(self.financing in (FinancingStatus.requested, FinancingStatus.deferred), "proposal_after_request",
                 f"a proposal needs a dossier sent to the committee (the financing is {self.financing})")
         amount_cents = _cents("amount_cents", amount_cents)
         self._require_within_ceiling(rules, amount_cents)
         self._require_envelope(envelope)
+        require_envelope_of_the_year(envelope, year)
         self._proposed(amount_cents=amount_cents, envelope_id=str(envelope.id), rule_version=rules.version,
                        justification=_text("justification", justification), proposed_by=proposed_by)
 
@@ -483,9 +484,10 @@ class Dossier(Aggregate):
         self.proposal = {"amount_cents": amount_cents, "envelope_id": envelope_id, "rule_version": rule_version,
                          "proposed_by": proposed_by}
 
-    def decide(self, decision: Decision | str, rules: RuleVersion, envelope: Envelope | None, justification: str,
-               decided_by: str, code_version: str) -> None:
-        """An approver who is not the proposer approves (reserving the money), defers or rejects."""
+    def decide(self, decision: Decision | str, rules: RuleVersion, envelope: Envelope | None, year: int,
+               justification: str, decided_by: str, code_version: str) -> None:
+        """An approver who is not the proposer approves (reserving the money from an envelope of the year),
+        defers or rejects."""
         try:
             decision = Decision(decision)
         except ValueError:
@@ -507,6 +509,7 @@ class Dossier(Aggregate):
         self._require_within_ceiling(rules, amount_cents)
         assert envelope is not None and str(envelope.id) == self.proposal["envelope_id"]
         self._require_envelope(envelope)
+        require_envelope_of_the_year(envelope, year)
         envelope.reserve(self.project_id, amount_cents)
         self._approved(amount_cents=amount_cents, approved_by=decided_by, proposed_by=self.proposal["proposed_by"],
                        justification=justification, rule_version=rules.version, envelope_id=str(envelope.id),

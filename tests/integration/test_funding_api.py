@@ -247,7 +247,7 @@ def test_concurrent_approvals_never_overcommit_the_envelope(funding):
         start.wait()
         try:
             with acting(CommandContext(actor=f"user:approver-{n}")):
-                app.decide(uuid.UUID(project_id), "approve", "from another process", f"user:approver-{n}")
+                app.decide(uuid.UUID(project_id), "approve", "from another process", f"user:approver-{n}", YEAR)
             outcomes[project_id] = "approved"
         except RuleViolated as refusal:
             outcomes[project_id] = refusal.rule
@@ -286,8 +286,8 @@ def test_an_approval_that_lost_the_race_is_decided_again_on_the_new_totals(fundi
         dossier, envelope = b.get_dossier(uuid.UUID(second)), b.get_envelope(uuid.UUID(envelope_id))
         attempts.append(envelope.available_cents)
         if len(attempts) == 1:
-            a.decide(uuid.UUID(first), "approve", "first", "user:anna")  # meanwhile, in another process
-        dossier.decide("approve", b.rules_in_force(), envelope, "second", "user:bob", "v")
+            a.decide(uuid.UUID(first), "approve", "first", "user:anna", YEAR)  # meanwhile, in another process
+        dossier.decide("approve", b.rules_in_force(), envelope, YEAR, "second", "user:bob", "v")
         b.save(dossier, envelope)
 
     try:
@@ -520,6 +520,22 @@ def test_a_named_envelope_of_another_year_is_refused_for_return_aid_and_feasibil
                              json={"project_id": project_id, "amount_cents": 140_000, "justification": "by hand",
                                    "envelope_id": envelope_id}), rule)
     assert stored_events(funding) == before
+
+
+def test_a_financing_proposal_names_a_business_creation_envelope_of_the_year(funding):
+    ready(funding)
+    last_year = funding.post("/v1/envelopes", json={"year": YEAR - 1, "country": "SN", "amount_cents": 1_000_000},
+                             headers=funding.approver).json()
+    aid_this_year = return_aid_envelope(funding)
+    project_id = new_project()
+    at_committee(funding, project_id)
+    before = stored_events(funding)
+    for envelope_id, rule in ((last_year["id"], "envelope_of_the_year"),
+                              (aid_this_year["id"], "envelope_covers_dossier")):
+        refused(funding.post(f"/v1/financing/{project_id}/proposal", headers=funding.officer,
+                             json={"amount_cents": 500_000, "envelope_id": envelope_id, "justification": "x"}), rule)
+    assert stored_events(funding) == before
+    assert financing(funding, project_id)["financing"] == "requested"
 
 
 def test_the_ledger_lists_every_decision_and_stands_as_of_a_moment(funding):
