@@ -297,6 +297,26 @@ class FundingApplication(ServiceApplication):
         if self.find_person(person_id) is None:
             self.save(Person(person_id=person_id))
 
+    def record_merge(self, person_id: UUID, other_person_id: UUID, merged: bool) -> None:
+        """Intake merged two person records (PersonsMerged), or took the merge back (PersonsUnmerged)."""
+        person = self.find_person(person_id) or Person(person_id=person_id)
+        if person.record_merge(other_person_id) if merged else person.record_unmerge(other_person_id):
+            self.save(person)
+
+    def merged_with(self, person: Person) -> list[Person]:
+        """The other records of the same person: those merged with it, and with those, and so on."""
+        seen, found, pending = {str(person.person_id)}, [], list(person.same_as)
+        while pending:
+            person_id = pending.pop()
+            if person_id in seen:
+                continue
+            seen.add(person_id)
+            other = self.find_person(UUID(person_id))
+            if other is not None:
+                found.append(other)
+                pending.extend(other.same_as)
+        return found
+
     def find_person(self, person_id: UUID) -> Person | None:
         return self.find(Person, Person.create_id(person_id))
 
@@ -317,7 +337,7 @@ class FundingApplication(ServiceApplication):
             require(envelope is not None, "envelope_open", f"no return-aid envelope is open for {country} in {year}")
             assert envelope is not None
             aid = ReturnAid.propose(self.rules_in_force(), envelope, year, person, country, residence_status, adults,
-                                    children, justification, proposed_by)
+                                    children, justification, proposed_by, merged=self.merged_with(person))
             self.save(aid, person)  # the person's count is what refuses a racing second proposal
             return aid
 
@@ -334,7 +354,8 @@ class FundingApplication(ServiceApplication):
             envelope_id = UUID(aid.envelope_id)
             with self.drawing_on(envelope_id):
                 envelope = self.get_envelope(envelope_id)
-                aid.decide(decision, self.rules_in_force(), envelope, year, person, justification, decided_by)
+                aid.decide(decision, self.rules_in_force(), envelope, year, person, justification, decided_by,
+                           merged=self.merged_with(person))
                 self.save(aid, person, envelope)
             return aid
 

@@ -28,6 +28,7 @@ from tests.integration.funding_tools import (
     eligible,
     new_project,
     person_known,
+    persons_merged,
     publish,
     rules_body,
     sent_to_committee,
@@ -470,6 +471,24 @@ def test_return_aid_twice_to_one_person_and_to_an_unknown_person_are_refused(fun
     r = funding.post("/v1/return-aid", json=aid_body(str(uuid.uuid4())), headers=funding.officer)
     assert r.status_code == 404 and "person" in r.json()["detail"]
     assert stored_events(funding) == before + 2  # the approval only: the aid granted, the envelope paid
+
+
+def test_records_intake_merged_count_their_return_aids_together_until_the_merge_is_undone(funding):
+    ready(funding)
+    return_aid_envelope(funding)
+    first, second = known_person(funding), known_person(funding)
+    app = funding.app.state.runtime.app
+    aid = funding.post("/v1/return-aid", json=aid_body(first), headers=funding.officer).json()
+    assert decide_aid(funding, aid["id"]).status_code == 200
+    publish(funding.settings, "intake", [persons_merged(first, second, 2), persons_merged(second, first, 2)])
+    wait_for(lambda: app.find_person(uuid.UUID(second)).same_as == [first], what="the merge heard")
+    before = stored_events(funding)
+    refused(funding.post("/v1/return-aid", json=aid_body(second), headers=funding.officer), "return_aid_per_person")
+    assert stored_events(funding) == before
+    publish(funding.settings, "intake", [persons_merged(first, second, 3, merged=False),
+                                         persons_merged(second, first, 3, merged=False)])
+    wait_for(lambda: app.find_person(uuid.UUID(second)).same_as == [], what="the merge undone heard")
+    assert funding.post("/v1/return-aid", json=aid_body(second), headers=funding.officer).status_code == 201
 
 
 def test_two_racing_proposals_for_one_person_give_one_aid(funding):

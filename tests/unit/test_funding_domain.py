@@ -359,9 +359,10 @@ def return_aid_envelope(amount=1_000_000, country=None) -> Envelope:
     return envelope(amount, country=country, purpose=Purpose.return_aid)
 
 
-def propose_aid(env, person=None, status="regular", adults=0, children=0, the_rules=None, year=2026) -> ReturnAid:
+def propose_aid(env, person=None, status="regular", adults=0, children=0, the_rules=None, year=2026,
+                merged=()) -> ReturnAid:
     return ReturnAid.propose(the_rules or rules(), env, year, person or Person(person_id=uuid.uuid4()), "SN", status,
-                             adults, children, "going home", proposed_by=OLGA)
+                             adults, children, "going home", proposed_by=OLGA, merged=merged)
 
 
 def test_return_aid_follows_the_scale_and_its_own_envelope_of_the_year():
@@ -465,3 +466,25 @@ def test_a_pending_proposal_ends_with_the_dossier_and_cannot_be_approved():
     assert env.reserved_cents == 0
     assert rule_of(lambda: d.decide("approve", rules(), env, 2026, "late", "user:anna", "v")) == "decision_after_proposal"
     assert dossier().end("dossier_withdrawn", None) is False  # never at the committee: nothing to end
+
+
+def test_return_aids_of_merged_person_records_count_together():
+    env = return_aid_envelope()
+    first, second = Person(person_id=uuid.uuid4()), Person(person_id=uuid.uuid4())
+    propose_aid(env, first)
+    assert second.record_merge(first.person_id) and not second.record_merge(first.person_id)
+    assert rule_of(lambda: propose_aid(env, second, merged=[first])) == "return_aid_per_person"
+    assert second.record_unmerge(first.person_id) and second.same_as == []
+    propose_aid(env, second)
+    assert len(second.return_aids) == 1
+
+
+def test_of_two_aids_pending_on_records_merged_since_only_one_is_granted():
+    env = return_aid_envelope()
+    first, second = Person(person_id=uuid.uuid4()), Person(person_id=uuid.uuid4())
+    one, other = propose_aid(env, first), propose_aid(env, second)
+    assert rule_of(lambda: other.decide("approve", rules(), env, 2026, second, "x", ANNA, merged=[first])) \
+        == "return_aid_per_person"
+    one.decide("reject", rules(), env, 2026, first, "the other record's file is the one", ANNA)
+    other.decide("approve", rules(), env, 2026, second, "complete", ANNA, merged=[first])
+    assert other.status == "granted"
