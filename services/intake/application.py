@@ -250,16 +250,41 @@ class IntakeApplication(ServiceApplication):
                                                                      funding_version):
             self.save(project)
 
-    def forget_person(self, person_id: UUID, reason: ForgetReason, note: str | None = None) -> None:
-        """Erase a person's personal data everywhere by deleting their key and their identifiers' hashes.
+    def forget_person(self, person_id: UUID, reason: ForgetReason, note: str | None = None) -> list[UUID]:
+        """Erase a person's personal data everywhere by deleting their keys and their identifiers' hashes;
+        the ids of the person records forgotten.
 
-        Both go in the transaction that records PersonForgotten: a crash can leave neither an
-        erased person whose key remains nor a missing key without its record. The note is sealed
-        under the programme's notes key, so the reason outlives the person's key.
+        A person is every record an officer confirmed to be them (merged, and merged with those): each
+        not yet forgotten gets its PersonForgotten, and all their keys and hashes go in the transaction that
+        records them; a crash can leave neither an erased person whose key remains nor a missing key
+        without its record. Undoing a merge later brings nothing back: the keys are gone. The note is
+        sealed under the programme's notes key, so the reason outlives the persons' keys.
         """
-        person = self.load(Person, person_id, "person")
-        person.forget(reason, self.vault.seal_note(person_id, note) if note else None)
-        self.save(person, erase_keys=[str(person_id)], erase_identifiers=[str(person_id)])
+
+        def forget() -> list[UUID]:
+            person = self.load(Person, person_id, "person")
+            records = [person] + [r for r in self.same_person(person) if not r.forgotten]
+            for record in records:  # the record named first: forgetting it twice is refused
+                record.forget(reason, self.vault.seal_note(record.id, note) if note else None)
+            ids = [str(record.id) for record in records]
+            self.save(*records, erase_keys=ids, erase_identifiers=ids)
+            return [record.id for record in records]
+
+        return retry_on_conflict(forget)
+
+    def same_person(self, person: Person) -> list[Person]:
+        """The other records of this person: those merged with it, and with those, and so on."""
+        seen, found, pending = {str(person.id)}, [], list(person.same_as)
+        while pending:
+            other_id = pending.pop()
+            if other_id in seen:
+                continue
+            seen.add(other_id)
+            other = self.find(Person, UUID(other_id))
+            if other is not None:
+                found.append(other)
+                pending.extend(other.same_as)
+        return found
 
     # --- queries ---------------------------------------------------------------------
 

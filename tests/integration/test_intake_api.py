@@ -430,6 +430,35 @@ def test_homonyms_born_the_same_day_are_two_persons_until_an_officer_confirms(in
         "duplicate_reviews"][0]["status"] == "dismissed"
 
 
+def test_forgetting_a_person_forgets_every_record_merged_with_theirs(intake):
+    first_body = body()
+    second_body = copy.deepcopy(first_body)
+    second_body["promoter"]["phone"] = "+33 7 00 00 00 02"
+    first = intake.post("/v1/projects", json=first_body, headers=intake.officer).json()
+    second = intake.post("/v1/projects", json=second_body, headers=intake.officer).json()
+    one, two = (intake.get(f"/v1/projects/{p['id']}", headers=intake.officer).json()["person_id"]
+                for p in (first, second))
+    settle = f"/v1/projects/{second['id']}/duplicates/{one}"
+    assert intake.post(f"{settle}/confirm", headers=intake.officer).status_code == 200
+    app = intake.app.state.runtime.app
+    before = app.recorder.max_notification_id()
+    admin = bearer(intake.settings, "admin", sub="dpo")
+    why = {"reason": "objection", "note": "letter RGPD-78"}
+    assert intake.post(f"/v1/persons/{two}/forget", headers=admin, json=why).status_code == 204
+    forgotten = [n for n in app.recorder.select_notifications(before + 1, 100) if n.topic.endswith("PersonForgotten")]
+    assert sorted(str(n.originator_id) for n in forgotten) == sorted([one, two]), "a PersonForgotten per record"
+    for person in (one, two):
+        assert app.recorder.find_data_key(person) is None and identifiers_of(intake, person) == [], person
+    for project in (first, second):
+        assert intake.get(f"/v1/projects/{project['id']}", headers=intake.officer).json()["promoter"] is None
+
+    # Undoing the merge brings nothing back; each record is forgotten once.
+    assert intake.post(f"{settle}/undo", headers=intake.officer).status_code == 200
+    assert intake.get(f"/v1/projects/{first['id']}", headers=intake.officer).json()["promoter"] is None
+    again = intake.post(f"/v1/persons/{one}/forget", headers=admin, json=why)
+    assert again.status_code == 409 and again.json()["rule"] == "forget_once"
+
+
 def test_consent_purposes_are_a_closed_list(intake):
     created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
     wrong = intake.post(f"/v1/projects/{created['id']}/consent", headers=intake.officer,
