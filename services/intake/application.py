@@ -87,26 +87,33 @@ class IntakeApplication(ServiceApplication):
         Every dossier taken in is a new, random person record with its own key: whether two records
         are one person is an officer's call (`confirm_duplicate`), never a function of the identity.
         """
-        person_id = uuid4()
-        person = Person(person_id=person_id)
-        sealed = self.vault.seal(person_id, promoter, new_person=True)
-        identifiers = self.vault.identifiers(promoter)
-        project = Project(
-            reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext, country=country,
-            french_region=french_region, sector=sector, title=title, description=description,
-            requested_amount_cents=requested_amount_cents, own_contribution_cents=own_contribution_cents,
-            planned_jobs=planned_jobs,
-        )
-        person.open_dossier(project.id)
-        for other_id, matched in self.vault.possible_duplicates(identifiers).items():
-            other = self.find(Person, UUID(other_id))
-            if other is not None and not other.forgotten:
-                project.flag_possible_duplicate(other.id, other.project_ids, matched)
-        project.screen(self.rules)
-        # The person's key and identifiers commit with the events that use them.
-        self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [],
-                  identifiers=[(str(person_id), kind, digest) for kind, digest in identifiers])
-        return project
+
+        def take_in() -> Project:
+            person_id = uuid4()
+            person = Person(person_id=person_id)
+            sealed = self.vault.seal(person_id, promoter, new_person=True)
+            identifiers = self.vault.identifiers(promoter)
+            project = Project(
+                reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext,
+                country=country, french_region=french_region, sector=sector, title=title, description=description,
+                requested_amount_cents=requested_amount_cents, own_contribution_cents=own_contribution_cents,
+                planned_jobs=planned_jobs,
+            )
+            person.open_dossier(project.id)
+            matches = self.vault.matches(identifiers)
+            for other_id, matched in self.vault.possible_duplicates(identifiers, matches).items():
+                other = self.find(Person, UUID(other_id))
+                if other is not None and not other.forgotten:
+                    project.flag_possible_duplicate(other.id, other.project_ids, matched)
+            project.screen(self.rules)
+            # The person's key and identifiers commit with the events that use them; a record with the same
+            # identifiers saved since they were read refuses the save, and the dossier is taken in again.
+            self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [],
+                      identifiers=[(str(person_id), kind, digest) for kind, digest in identifiers],
+                      identifiers_read=matches)
+            return project
+
+        return retry_on_conflict(take_in)
 
     def _projects(self, ids: list[str]) -> list[Project]:
         return [self.repository.get(UUID(i)) for i in ids]
