@@ -187,7 +187,7 @@ PARTNER_FEED_EVENT = {
 def partner_feed(messages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The partner topics' channel and messages: one per event type partners receive, its data the
     shared fields (typed as in the original event when its service is documented here)."""
-    from services.partners.feeds import SHARED
+    from shared.partner_share import SHARED
 
     feed_messages = {}
     for kind, share in SHARED.items():
