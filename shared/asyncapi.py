@@ -187,7 +187,7 @@ PARTNER_FEED_EVENT = {
 def partner_feed(messages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The partner topics' channel and messages: one per event type partners receive, its data the
     shared fields (typed as in the original event when its service is documented here)."""
-    from services.partners.feeds import SHARED
+    from shared.partner_share import SHARED
 
     feed_messages = {}
     for kind, share in SHARED.items():
@@ -248,6 +248,15 @@ def document() -> dict[str, Any]:
             "action": "send", "channel": {"$ref": f"#/channels/{topic}"},
             "summary": f"The {service} relay publishes its event store, in order, with an idempotent producer.",
         }
+    # Funding counts return aid per person as intake knows them: which records exist and which are one person.
+    funding_reads = importlib.import_module("services.funding.consumers")
+    operations["receivePersonsInFunding"] = {
+        "action": "receive", "channel": {"$ref": f"#/channels/{event_topic('intake')}"},
+        "summary": "Funding learns the persons intake knows (return aid is only for them) and which records an "
+                   "officer confirmed to be one person (their return aids count together, until the merge is undone).",
+        "messages": [{"$ref": f"#/channels/{event_topic('intake')}/messages/{name}"}
+                     for name in sorted(funding_reads.PERSON_EVENTS | funding_reads.MERGE_EVENTS)],
+    }
     channels[CHECKPOINTS_TOPIC] = {
         "address": CHECKPOINTS_TOPIC,
         "description": "Every relay's signed checkpoints of its service's log (RFC 9162 Merkle tree over "

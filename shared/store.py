@@ -185,7 +185,7 @@ class _SideTables:
 
     Rows are written by `_insert_events`, inside the library's own transaction, from
     keyword arguments of `save()`: `idempotency=`, `park=`, `resolve=`, `data_keys=`,
-    `erase_keys=`, `identifiers=`, `erase_identifiers=`.
+    `erase_keys=`, `identifiers=`, `identifiers_read=`, `erase_identifiers=`.
     """
 
     ph = "?"
@@ -243,6 +243,8 @@ class _SideTables:
             curs.execute(f"INSERT INTO {self.data_keys_table} (key_id, wrapped) VALUES ({p}, {p})", (key_id, wrapped))
         for key_id in kwargs.get("erase_keys", ()):
             curs.execute(f"DELETE FROM {self.data_keys_table} WHERE key_id = {p}", (key_id,))
+        if "identifiers_read" in kwargs:
+            self._require_identifiers_as_read(curs, kwargs.get("identifiers", ()), kwargs["identifiers_read"])
         for person_id, kind, digest in kwargs.get("identifiers", ()):
             curs.execute(f"INSERT INTO {self.identifiers_table} (person_id, kind, digest) VALUES ({p}, {p}, {p})"
                          " ON CONFLICT DO NOTHING", (person_id, kind, digest))
@@ -266,6 +268,28 @@ class _SideTables:
             # RETURNING rather than rowcount: PostgreSQL runs this in pipeline mode.
             if curs.fetchone() is None:
                 raise IntegrityError(f"parked record {resolve.topic}:{resolve.partition}:{resolve.offset} already retried")
+
+    def _require_identifiers_as_read(self, curs: Any, identifiers: Any, read: list[tuple[str, str]]) -> None:
+        """Refuse the save (IntegrityError: the command decides again) when a person record with one of
+        these identifiers was saved since the command read `read`, the (person_id, kind) matches then.
+
+        Two dossiers of one identity taken in at the same moment would otherwise each miss the other's
+        record. Under a lock on each digest, held to the end of the transaction, the second one reads
+        what the first wrote and is taken in again, flagged.
+        """
+        digests = sorted({digest for _, _, digest in identifiers})
+        if not digests:
+            return
+        self._lock_digests(curs, digests)
+        marks = ", ".join([self.ph] * len(digests))
+        curs.execute(f"SELECT DISTINCT person_id, kind FROM {self.identifiers_table} WHERE digest IN ({marks})",
+                     tuple(digests))
+        now = {tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in curs.fetchall()}
+        if not now <= {tuple(match) for match in read}:
+            raise IntegrityError("a person record with matching identifiers was saved meanwhile")
+
+    def _lock_digests(self, curs: Any, digests: list[str]) -> None:
+        """SQLite has one writer at a time: its write transaction is the lock."""
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -351,6 +375,11 @@ class PostgresRecorder(_SideTables, PostgresProcessRecorder):
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         self._write_side_rows(curs, kwargs)
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _lock_digests(self, curs: Any, digests: list[str]) -> None:
+        # Sorted, so that two transactions wait for each other rather than deadlock.
+        for digest in digests:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (digest,))
 
     def log_after(self, after: int, limit: int) -> list[Notification]:
         """The relay's read: `select_notifications` with plain rows and the aggregate id as text

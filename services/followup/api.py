@@ -19,6 +19,7 @@ from shared.domain import NotFound
 from shared.geography import COUNTRY_PATTERN
 from shared.http import command_router
 from shared.partner_scope import DossierPartners, PartnerKind, partner_listing, partner_scoped, timeline_for
+from shared.partner_share import shared_fields
 
 Jobs = Annotated[StrictInt, Field(ge=0, le=MAX_JOBS)]
 Text = Annotated[str, Field(max_length=5000)]
@@ -199,7 +200,8 @@ def list_followups(request: Request, _: Reader, own: Annotated[str | None, Depen
 @queries.get("/followups/{project_id}", response_model=FollowUpDetail, dependencies=[LocalOperatorAct])
 def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
     """A dossier's follow-up: plan (each visit done, overdue, due or planned), visits, conflicts, alerts,
-    outcome, and the timeline of its events. 404 until the first tranche is paid."""
+    outcome, and the timeline of its events. 404 until the first tranche is paid. The dossier's local
+    operator reads what its partner feed shares: no free text, no conflicts, nobody's user id."""
     followup, timeline = app.load_with_timeline(FollowUp, project_id, "follow-up")
     if followup.stage == Stage.awaiting_funds:
         raise NotFound("follow-up", project_id)
@@ -214,7 +216,7 @@ def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
             return "overdue"
         return "due" if p["due_on"] == today else "planned"
 
-    return FollowUpDetail(
+    detail = FollowUpDetail(
         project_id=project_id, stage=followup.stage, country=followup.country,
         local_operator_id=followup.local_operator_id, support_structure_id=followup.support_structure_id,
         rule_version=followup.rule_version, plan_rule_version=followup.plan_rule_version,
@@ -227,6 +229,28 @@ def get_followup(project_id: UUID, app: App, who: Reader) -> FollowUpDetail:
         open_alert=followup.open_alert, alerts=followup.alerts, outcome=followup.outcome, survey=followup.survey,
         version=followup.version, timeline=timeline_for(who, timeline),
     )
+    return _as_partner_reads(detail) if who.partner_scope is not None else detail
+
+
+def _shared(name: str, data: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if data is None else shared_fields(f"followup.{name}", data)
+
+
+def _as_partner_reads(detail: FollowUpDetail) -> FollowUpDetail:
+    """What the partner feed's allow-list lets a partner read of each part, as on Kafka: no free text
+    (observations, recommendations), no trade register number, no alert's reason; no conflicts (the
+    versions an officer settles are not shared)."""
+    return detail.model_copy(update={
+        "launch": _shared("BusinessLaunched", detail.launch),
+        "visits": [_shared("FollowUpVisitLogged", v) for v in detail.visits],
+        "conflicts": [],
+        "open_alert": _shared("AlertRaised", detail.open_alert),
+        # An alert is resolved by a visit: AlertResolved shares that visit's id.
+        "alerts": [{**_shared("AlertRaised", a), "resolved_by_visit_id": a["resolved_by_visit_id"]}  # type: ignore[dict-item]
+                   for a in detail.alerts],
+        "outcome": _shared("FollowUpCompleted", detail.outcome),
+        "survey": _shared("SurveyRecorded", detail.survey),
+    })
 
 
 @commands.post("/followups/{project_id}/launch", response_model=FollowUpState, dependencies=[LocalOperatorAct])
@@ -241,13 +265,14 @@ def launch(project_id: UUID, body: Launch, app: App, _: FieldWorker) -> FollowUp
                responses={200: {"description": "the same visit was already recorded: nothing written"},
                           202: {"description": "another version of a recorded visit: the conflict is recorded "
                                               "until an officer resolves it"}})
-def log_visit(project_id: UUID, body: Visit, app: App, _: FieldWorker, response: Response) -> VisitAnswer:
+def log_visit(project_id: UUID, body: Visit, app: App, who: FieldWorker, response: Response) -> VisitAnswer:
     """Log a follow-up visit, possibly days after it happened (offline devices send `visit_id`)."""
     visit_id = body.visit_id or f"service:{uuid4()}"
     followup, result = app.log_visit(project_id, visit_id, body.report())
     response.status_code = {"logged": 201, "duplicate": 200, "conflict": 202}[result]
+    open_alert = followup.open_alert if who.partner_scope is None else _shared("AlertRaised", followup.open_alert)
     return VisitAnswer(project_id=followup.id, stage=followup.stage, version=followup.version,
-                       visit_id=visit_id, result=result, open_alert=followup.open_alert)  # type: ignore[arg-type]
+                       visit_id=visit_id, result=result, open_alert=open_alert)  # type: ignore[arg-type]
 
 
 @commands.post("/followups/{project_id}/visits/{visit_id}/resolution", response_model=FollowUpState)

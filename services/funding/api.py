@@ -385,14 +385,16 @@ def get_financing(project_id: UUID, app: App, _: Reader) -> FinancingView:
 
 @commands.post("/financing/{project_id}/proposal", response_model=FinancingView)
 def propose(project_id: UUID, body: Proposal, app: App, who: Officer) -> FinancingView:
-    """A funding officer proposes an amount (not above the ceiling in force) from an envelope."""
-    return _financing(app.propose(project_id, body.amount_cents, body.envelope_id, body.justification, who.actor))
+    """A funding officer proposes an amount (not above the ceiling in force) from an envelope of this year."""
+    return _financing(app.propose(project_id, body.amount_cents, body.envelope_id, body.justification, who.actor,
+                                  _this_year()))
 
 
 @commands.post("/financing/{project_id}/decision", response_model=FinancingView)
 def decide(project_id: UUID, body: DecisionBody, app: App, who: Approver) -> FinancingView:
-    """An approver who is not the proposer approves (reserving the money), defers or rejects."""
-    return _financing(app.decide(project_id, body.decision, body.justification, who.actor))
+    """An approver who is not the proposer approves (reserving the money from an envelope of this year), defers
+    or rejects."""
+    return _financing(app.decide(project_id, body.decision, body.justification, who.actor, _this_year()))
 
 
 @commands.post("/financing/{project_id}/agreement", response_model=FinancingView)

@@ -218,23 +218,26 @@ class FundingApplication(ServiceApplication):
     # --- financing: commands of funding officers and approvers ------------------------------------
 
     def propose(self, project_id: UUID, amount_cents: int, envelope_id: UUID, justification: str,
-                proposed_by: str) -> Dossier:
+                proposed_by: str, year: int) -> Dossier:
         dossier = self.get_dossier(project_id)
-        dossier.propose(self.rules_in_force(), self.get_envelope(envelope_id), amount_cents, justification,
+        dossier.propose(self.rules_in_force(), self.get_envelope(envelope_id), year, amount_cents, justification,
                         proposed_by)
         self.save(dossier)
         return dossier
 
     @traced("funding decide")
-    def decide(self, project_id: UUID, decision: Decision | str, justification: str, decided_by: str) -> Dossier:
+    def decide(self, project_id: UUID, decision: Decision | str, justification: str, decided_by: str,
+               year: int) -> Dossier:
         def decide() -> Dossier:
             dossier = self.get_dossier(project_id)
             if dossier.proposal is None:  # refused by the domain, with its rule
-                dossier.decide(decision, self.rules_in_force(), None, justification, decided_by, code_version())
+                dossier.decide(decision, self.rules_in_force(), None, year, justification, decided_by,
+                               code_version())
             envelope_id = UUID(dossier.proposal["envelope_id"])  # type: ignore[index]
             with self.drawing_on(envelope_id):
                 envelope = self.get_envelope(envelope_id)
-                dossier.decide(decision, self.rules_in_force(), envelope, justification, decided_by, code_version())
+                dossier.decide(decision, self.rules_in_force(), envelope, year, justification, decided_by,
+                               code_version())
                 self.save(dossier, envelope)
             return dossier
 
@@ -294,6 +297,26 @@ class FundingApplication(ServiceApplication):
         if self.find_person(person_id) is None:
             self.save(Person(person_id=person_id))
 
+    def record_merge(self, person_id: UUID, other_person_id: UUID, merged: bool) -> None:
+        """Intake merged two person records (PersonsMerged), or took the merge back (PersonsUnmerged)."""
+        person = self.find_person(person_id) or Person(person_id=person_id)
+        if person.record_merge(other_person_id) if merged else person.record_unmerge(other_person_id):
+            self.save(person)
+
+    def merged_with(self, person: Person) -> list[Person]:
+        """The other records of the same person: those merged with it, and with those, and so on."""
+        seen, found, pending = {str(person.person_id)}, [], list(person.same_as)
+        while pending:
+            person_id = pending.pop()
+            if person_id in seen:
+                continue
+            seen.add(person_id)
+            other = self.find_person(UUID(person_id))
+            if other is not None:
+                found.append(other)
+                pending.extend(other.same_as)
+        return found
+
     def find_person(self, person_id: UUID) -> Person | None:
         return self.find(Person, Person.create_id(person_id))
 
@@ -314,7 +337,7 @@ class FundingApplication(ServiceApplication):
             require(envelope is not None, "envelope_open", f"no return-aid envelope is open for {country} in {year}")
             assert envelope is not None
             aid = ReturnAid.propose(self.rules_in_force(), envelope, year, person, country, residence_status, adults,
-                                    children, justification, proposed_by)
+                                    children, justification, proposed_by, merged=self.merged_with(person))
             self.save(aid, person)  # the person's count is what refuses a racing second proposal
             return aid
 
@@ -331,7 +354,8 @@ class FundingApplication(ServiceApplication):
             envelope_id = UUID(aid.envelope_id)
             with self.drawing_on(envelope_id):
                 envelope = self.get_envelope(envelope_id)
-                aid.decide(decision, self.rules_in_force(), envelope, year, person, justification, decided_by)
+                aid.decide(decision, self.rules_in_force(), envelope, year, person, justification, decided_by,
+                           merged=self.merged_with(person))
                 self.save(aid, person, envelope)
             return aid
 

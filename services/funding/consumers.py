@@ -18,6 +18,8 @@ from shared.topics import event_topic
 TOPICS = [event_topic("intake"), event_topic("followup")]
 # Intake's events that tell of a person it knows (their `person_id`): return aid is only for them.
 PERSON_EVENTS = frozenset({"ProjectSubmitted", "PersonRegistered"})
+# Intake's officer confirmed two records are one person, or took it back: their return aids count together.
+MERGE_EVENTS = frozenset({"PersonsMerged", "PersonsUnmerged"})
 
 
 def handler(app: FundingApplication):
@@ -26,7 +28,11 @@ def handler(app: FundingApplication):
         if event.service == "intake":
             if event.name in PERSON_EVENTS and event.data.get("person_id"):
                 app.learn_person(UUID(str(event.data["person_id"])))
-            if event.name == "EligibilityAssessed" and event.data.get("eligible") is True:
+            if event.name in MERGE_EVENTS:
+                # A Person's events are subjected by the person's id; the other record is in the data.
+                app.record_merge(UUID(event.subject), UUID(str(event.data["other_person_id"])),
+                                 merged=event.name == "PersonsMerged")
+            elif event.name == "EligibilityAssessed" and event.data.get("eligible") is True:
                 app.register_dossier(UUID(event.subject), country=event.data["country"],
                                      rule_version=event.data["rule_version"])
             elif event.name == "FeasibilityStudyRequested":

@@ -22,6 +22,7 @@ fees, return aid) are disbursed when decided (a return aid: when approved): they
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -465,14 +466,15 @@ class Dossier(Aggregate):
         self.requested_amount_cents = requested_amount_cents
         self.dossier_version = dossier_version
 
-    def propose(self, rules: RuleVersion, envelope: Envelope, amount_cents: int, justification: str,
+    def propose(self, rules: RuleVersion, envelope: Envelope, year: int, amount_cents: int, justification: str,
                 proposed_by: str) -> None:
-        """A funding officer proposes an amount from an envelope, not above the ceiling in force."""
+        """A funding officer proposes an amount from an envelope of the year, not above the ceiling in force."""
         require(self.financing in (FinancingStatus.requested, FinancingStatus.deferred), "proposal_after_request",
                 f"a proposal needs a dossier sent to the committee (the financing is {self.financing})")
         amount_cents = _cents("amount_cents", amount_cents)
         self._require_within_ceiling(rules, amount_cents)
         self._require_envelope(envelope)
+        require_envelope_of_the_year(envelope, year)
         self._proposed(amount_cents=amount_cents, envelope_id=str(envelope.id), rule_version=rules.version,
                        justification=_text("justification", justification), proposed_by=proposed_by)
 
@@ -483,9 +485,10 @@ class Dossier(Aggregate):
         self.proposal = {"amount_cents": amount_cents, "envelope_id": envelope_id, "rule_version": rule_version,
                          "proposed_by": proposed_by}
 
-    def decide(self, decision: Decision | str, rules: RuleVersion, envelope: Envelope | None, justification: str,
-               decided_by: str, code_version: str) -> None:
-        """An approver who is not the proposer approves (reserving the money), defers or rejects."""
+    def decide(self, decision: Decision | str, rules: RuleVersion, envelope: Envelope | None, year: int,
+               justification: str, decided_by: str, code_version: str) -> None:
+        """An approver who is not the proposer approves (reserving the money from an envelope of the year),
+        defers or rejects."""
         try:
             decision = Decision(decision)
         except ValueError:
@@ -507,6 +510,7 @@ class Dossier(Aggregate):
         self._require_within_ceiling(rules, amount_cents)
         assert envelope is not None and str(envelope.id) == self.proposal["envelope_id"]
         self._require_envelope(envelope)
+        require_envelope_of_the_year(envelope, year)
         envelope.reserve(self.project_id, amount_cents)
         self._approved(amount_cents=amount_cents, approved_by=decided_by, proposed_by=self.proposal["proposed_by"],
                        justification=justification, rule_version=rules.version, envelope_id=str(envelope.id),
@@ -700,7 +704,11 @@ class Dossier(Aggregate):
 
 class Person(Aggregate):
     """A person intake knows, as funding hears of them (with their dossiers): return aid goes only
-    to such a person, and is counted per person. Its id derives from the person's."""
+    to such a person, and is counted per person. Its id derives from the person's.
+
+    Intake's records an officer confirmed to be one person (intake's PersonsMerged, undone by
+    PersonsUnmerged) are one person here too: their aids count together (`merged`: the other records).
+    """
 
     @staticmethod
     def create_id(person_id: UUID) -> UUID:
@@ -710,11 +718,34 @@ class Person(Aggregate):
     def __init__(self, person_id: UUID):
         self.person_id = person_id
         self.return_aids: list[str] = []  # the aids proposed for the person and not rejected, in order
+        self.same_as: list[str] = []  # intake's ids of the records merged with this one
 
-    def count_return_aid(self, rules: RuleVersion, aid_id: str) -> None:
+    def record_merge(self, other_person_id: UUID) -> bool:
+        """Intake merged this record with another. False when already heard (a redelivery)."""
+        if str(other_person_id) in self.same_as:
+            return False
+        self._merge_recorded(other_person_id=str(other_person_id))
+        return True
+
+    @event("MergeRecorded")
+    def _merge_recorded(self, other_person_id: str) -> None:
+        self.same_as.append(other_person_id)
+
+    def record_unmerge(self, other_person_id: UUID) -> bool:
+        if str(other_person_id) not in self.same_as:
+            return False
+        self._merge_undone(other_person_id=str(other_person_id))
+        return True
+
+    @event("MergeUndone")
+    def _merge_undone(self, other_person_id: str) -> None:
+        self.same_as.remove(other_person_id)
+
+    def count_return_aid(self, rules: RuleVersion, aid_id: str, merged: Sequence[Person] = ()) -> None:
         most = rules.return_aid.max_per_person
-        require(len(self.return_aids) < most, "return_aid_per_person",
-                f"the person already has {len(self.return_aids)} return aid(s) granted or proposed; the rules "
+        counted = len(self.return_aids) + sum(len(other.return_aids) for other in merged)
+        require(counted < most, "return_aid_per_person",
+                f"the person already has {counted} return aid(s) granted or proposed; the rules "
                 f"{rules.version} allow {most}")
         self._return_aid_counted(aid_id=aid_id)
 
@@ -731,10 +762,14 @@ class Person(Aggregate):
     def _return_aid_uncounted(self, aid_id: str) -> None:
         self.return_aids.remove(aid_id)
 
-    def require_within_limit(self, rules: RuleVersion, aid_id: str) -> None:
-        """At the approval, the rules in force then decide how many aids the person may have."""
+    def require_within_limit(self, rules: RuleVersion, aid_id: str, merged: Sequence[Person] = ()) -> None:
+        """At the approval, the rules in force then decide how many aids the person may have. The aids of
+        merged records count before this one: of two pending on two records merged since, one is to be
+        rejected before the other is granted."""
         most = rules.return_aid.max_per_person
-        require(aid_id in self.return_aids and self.return_aids.index(aid_id) < most, "return_aid_per_person",
+        before = sum(len(other.return_aids) for other in merged)
+        require(aid_id in self.return_aids and before + self.return_aids.index(aid_id) < most,
+                "return_aid_per_person",
                 f"the rules {rules.version} allow {most} return aid(s) per person; this one would exceed them")
 
 
@@ -761,8 +796,8 @@ class ReturnAid(Aggregate):
 
     @classmethod
     def propose(cls, rules: RuleVersion, envelope: Envelope, year: int, person: Person, country: str,
-                residence_status: str, adults: int, children: int, justification: str, proposed_by: str
-                ) -> ReturnAid:
+                residence_status: str, adults: int, children: int, justification: str, proposed_by: str,
+                merged: Sequence[Person] = ()) -> ReturnAid:
         """The amount is the scale's in force now; the envelope is checked now and again at the approval."""
         _require_return_aid_envelope(envelope, country, year)
         amount_cents = rules.return_aid.amount(residence_status, adults, children)
@@ -771,7 +806,7 @@ class ReturnAid(Aggregate):
                   children=children, amount_cents=amount_cents, envelope_id=str(envelope.id),
                   rule_version=rules.version, justification=_text("justification", justification),
                   proposed_by=proposed_by)
-        person.count_return_aid(rules, str(aid.id))
+        person.count_return_aid(rules, str(aid.id), merged)
         return aid
 
     @event("ReturnAidProposed")
@@ -790,7 +825,7 @@ class ReturnAid(Aggregate):
         self.status = ReturnAidStatus.proposed
 
     def decide(self, decision: Decision | str, rules: RuleVersion, envelope: Envelope, year: int, person: Person,
-               justification: str, decided_by: str) -> None:
+               justification: str, decided_by: str, merged: Sequence[Person] = ()) -> None:
         """Approve (the aid is paid from the envelope) or reject, with a justification; never by the proposer."""
         try:
             decision = Decision(decision)
@@ -809,7 +844,7 @@ class ReturnAid(Aggregate):
             return
         assert str(envelope.id) == self.envelope_id
         _require_return_aid_envelope(envelope, self.country, year)
-        person.require_within_limit(rules, str(self.id))
+        person.require_within_limit(rules, str(self.id), merged)
         envelope.pay(str(self.id), self.amount_cents, from_reserved=False)
         self.trigger_event(self.ReturnAidGranted, person_id=self.person_id, country=self.country,
                            residence_status=self.residence_status, adults=self.adults, children=self.children,

@@ -472,7 +472,8 @@ def index_earlier_persons(app: App, _: Admin) -> Indexed:
 
 @commands.post("/persons/{person_id}/forget", status_code=204)
 def forget_person(person_id: UUID, body: Forgetting, app: App, _: Admin) -> Response:
-    """Erase a person record's personal data everywhere (crypto-shredding); amounts and decisions stay.
+    """Erase a person's personal data everywhere (crypto-shredding): this record's and every record an officer
+    confirmed to be the same person's; amounts and decisions stay.
 
     The reason is a code of a closed list, in the body (never in the URL, which logs keep).
     """

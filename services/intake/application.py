@@ -87,26 +87,33 @@ class IntakeApplication(ServiceApplication):
         Every dossier taken in is a new, random person record with its own key: whether two records
         are one person is an officer's call (`confirm_duplicate`), never a function of the identity.
         """
-        person_id = uuid4()
-        person = Person(person_id=person_id)
-        sealed = self.vault.seal(person_id, promoter, new_person=True)
-        identifiers = self.vault.identifiers(promoter)
-        project = Project(
-            reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext, country=country,
-            french_region=french_region, sector=sector, title=title, description=description,
-            requested_amount_cents=requested_amount_cents, own_contribution_cents=own_contribution_cents,
-            planned_jobs=planned_jobs,
-        )
-        person.open_dossier(project.id)
-        for other_id, matched in self.vault.possible_duplicates(identifiers).items():
-            other = self.find(Person, UUID(other_id))
-            if other is not None and not other.forgotten:
-                project.flag_possible_duplicate(other.id, other.project_ids, matched)
-        project.screen(self.rules)
-        # The person's key and identifiers commit with the events that use them.
-        self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [],
-                  identifiers=[(str(person_id), kind, digest) for kind, digest in identifiers])
-        return project
+
+        def take_in() -> Project:
+            person_id = uuid4()
+            person = Person(person_id=person_id)
+            sealed = self.vault.seal(person_id, promoter, new_person=True)
+            identifiers = self.vault.identifiers(promoter)
+            project = Project(
+                reference=new_reference(), person_id=person_id, promoter_ciphertext=sealed.ciphertext,
+                country=country, french_region=french_region, sector=sector, title=title, description=description,
+                requested_amount_cents=requested_amount_cents, own_contribution_cents=own_contribution_cents,
+                planned_jobs=planned_jobs,
+            )
+            person.open_dossier(project.id)
+            matches = self.vault.matches(identifiers)
+            for other_id, matched in self.vault.possible_duplicates(identifiers, matches).items():
+                other = self.find(Person, UUID(other_id))
+                if other is not None and not other.forgotten:
+                    project.flag_possible_duplicate(other.id, other.project_ids, matched)
+            project.screen(self.rules)
+            # The person's key and identifiers commit with the events that use them; a record with the same
+            # identifiers saved since they were read refuses the save, and the dossier is taken in again.
+            self.save(project, person, data_keys=[sealed.new_key] if sealed.new_key else [],
+                      identifiers=[(str(person_id), kind, digest) for kind, digest in identifiers],
+                      identifiers_read=matches)
+            return project
+
+        return retry_on_conflict(take_in)
 
     def _projects(self, ids: list[str]) -> list[Project]:
         return [self.repository.get(UUID(i)) for i in ids]
@@ -250,16 +257,41 @@ class IntakeApplication(ServiceApplication):
                                                                      funding_version):
             self.save(project)
 
-    def forget_person(self, person_id: UUID, reason: ForgetReason, note: str | None = None) -> None:
-        """Erase a person's personal data everywhere by deleting their key and their identifiers' hashes.
+    def forget_person(self, person_id: UUID, reason: ForgetReason, note: str | None = None) -> list[UUID]:
+        """Erase a person's personal data everywhere by deleting their keys and their identifiers' hashes;
+        the ids of the person records forgotten.
 
-        Both go in the transaction that records PersonForgotten: a crash can leave neither an
-        erased person whose key remains nor a missing key without its record. The note is sealed
-        under the programme's notes key, so the reason outlives the person's key.
+        A person is every record an officer confirmed to be them (merged, and merged with those): each
+        not yet forgotten gets its PersonForgotten, and all their keys and hashes go in the transaction that
+        records them; a crash can leave neither an erased person whose key remains nor a missing key
+        without its record. Undoing a merge later brings nothing back: the keys are gone. The note is
+        sealed under the programme's notes key, so the reason outlives the persons' keys.
         """
-        person = self.load(Person, person_id, "person")
-        person.forget(reason, self.vault.seal_note(person_id, note) if note else None)
-        self.save(person, erase_keys=[str(person_id)], erase_identifiers=[str(person_id)])
+
+        def forget() -> list[UUID]:
+            person = self.load(Person, person_id, "person")
+            records = [person] + [r for r in self.same_person(person) if not r.forgotten]
+            for record in records:  # the record named first: forgetting it twice is refused
+                record.forget(reason, self.vault.seal_note(record.id, note) if note else None)
+            ids = [str(record.id) for record in records]
+            self.save(*records, erase_keys=ids, erase_identifiers=ids)
+            return [record.id for record in records]
+
+        return retry_on_conflict(forget)
+
+    def same_person(self, person: Person) -> list[Person]:
+        """The other records of this person: those merged with it, and with those, and so on."""
+        seen, found, pending = {str(person.id)}, [], list(person.same_as)
+        while pending:
+            other_id = pending.pop()
+            if other_id in seen:
+                continue
+            seen.add(other_id)
+            other = self.find(Person, UUID(other_id))
+            if other is not None:
+                found.append(other)
+                pending.extend(other.same_as)
+        return found
 
     # --- queries ---------------------------------------------------------------------
 

@@ -116,10 +116,16 @@ class PersonalDataVault:
             found.append((DuplicateKind.document, document_form(promoter["document_number"])))
         return sorted({(kind.value, self._digest(kind, value)) for kind, value in found if value})
 
-    def possible_duplicates(self, identifiers: list[tuple[str, str]]) -> dict[str, list[DuplicateKind]]:
-        """The person records whose identifiers match enough of these: person id -> what matched."""
+    def matches(self, identifiers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(person_id, kind) of every stored identifier equal to one of these."""
+        return self.keys.find_identifiers([digest for _, digest in identifiers])
+
+    def possible_duplicates(self, identifiers: list[tuple[str, str]],
+                            matches: list[tuple[str, str]] | None = None) -> dict[str, list[DuplicateKind]]:
+        """The person records whose identifiers match enough of these: person id -> what matched.
+        `matches`: what `matches(identifiers)` gave, when already read."""
         matched: dict[str, set[DuplicateKind]] = {}
-        for person_id, kind in self.keys.find_identifiers([digest for _, digest in identifiers]):
+        for person_id, kind in self.matches(identifiers) if matches is None else matches:
             matched.setdefault(person_id, set()).add(DuplicateKind(kind))
         return {person: sorted(kinds) for person, kinds in sorted(matched.items())
                 if any(enough <= kinds for enough in _ENOUGH)}

@@ -36,7 +36,8 @@ Who sees what
     synchronised.
 
 Minimised
-    Only the event types in `SHARED` are published, each with only the fields
+    Only the event types in `SHARED` (`shared/partner_share.py`, which the
+    APIs also answer partners with) are published, each with only the fields
     listed there, and only to the roles listed there: an allow-list, so a new
     event type or field stays private until someone decides a partner needs
     it. Free text (justifications, observations, descriptions), people (the
@@ -57,7 +58,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -69,84 +69,18 @@ from aiokafka.errors import ProducerFenced, TopicAlreadyExistsError
 
 from services.partners.domain import Assignment, Partner
 from shared.envelope import CONTENT_TYPE, canonical_json
+from shared.partner_share import BOTH, LOCAL_OPERATOR, SHARED, SUPPORT_STRUCTURE, Share  # noqa: F401 (the feed's)
 from shared.settings import Settings
 from shared.topics import FOREVER, SERVICES, event_topic, partner_feed_topic
 
 log = logging.getLogger(__name__)
 
-SUPPORT_STRUCTURE = "support_structure"
-LOCAL_OPERATOR = "local_operator"
-BOTH = frozenset({SUPPORT_STRUCTURE, LOCAL_OPERATOR})
 FEED_SOURCE = "/passerelle/partners/feed"
 # The feed job's transactional id and consumer group (behind the topic prefix).
 FEED_NAME = "passerelle-partners-feed"
 FENCED_BACKOFF_SECONDS = 30.0
 FEED_PARTITIONS = 3
 FEED_TOPIC_CONFIG = {"retention.ms": FOREVER, "retention.bytes": "-1", "cleanup.policy": "delete"}
-
-
-@dataclass(frozen=True)
-class Share:
-    """What of one event type a partner receives: these data fields, if it plays one of these roles.
-
-    `before_assignment`: sent even though it happened before the dossier was assigned (the
-    assignment's own request, which says what the dossier is: country, region, sector).
-    """
-
-    fields: tuple[str, ...]
-    roles: frozenset[str] = BOTH
-    before_assignment: bool = False
-
-
-# "<service>.<EventName>" -> what partners receive of it. Anything else is never published.
-SHARED: dict[str, Share] = {
-    # intake: the dossier's progress (never the promoter's data, title, description or summaries)
-    "intake.ProjectSubmitted": Share(("country", "french_region", "sector", "requested_amount_cents",
-                                      "own_contribution_cents", "planned_jobs")),
-    "intake.EligibilityAssessed": Share(("eligible", "rule_version", "country", "french_region", "sector")),
-    "intake.PartnersRecorded": Share(("support_structure_id", "local_operator_id")),
-    "intake.SkillsReviewCompleted": Share((), frozenset({SUPPORT_STRUCTURE})),
-    "intake.TrainingRecorded": Share(("course", "hours", "completed_on"), frozenset({SUPPORT_STRUCTURE})),
-    "intake.BusinessPlanRecorded": Share(("own_contribution_cents", "planned_jobs")),
-    "intake.FeasibilityStudyRequested": Share(("local_operator_id",)),
-    "intake.FeasibilityStudyCompleted": Share(("conclusion",)),
-    "intake.ProjectSentToCommittee": Share(("requested_amount_cents", "own_contribution_cents", "planned_jobs")),
-    "intake.ProjectWithdrawn": Share(("previous_status",)),
-    "intake.ProjectClosed": Share(("previous_status",)),
-    # partners: the assignment itself
-    "partners.AssignmentRequested": Share(("project_id", "country", "french_region", "sector"),
-                                          before_assignment=True),
-    "partners.PartnersAssigned": Share(("project_id", "support_structure_id", "local_operator_id")),
-    "partners.AssignmentEnded": Share(("project_id",)),
-    # funding: decisions and money that concern the partners' work (no officers, payees, justifications)
-    "funding.FeasibilityGrantAwarded": Share(("amount_cents", "rule_version")),
-    "funding.FeasibilityGrantRejected": Share(("rule_version",)),
-    "funding.FinancingRequested": Share(("requested_amount_cents",)),
-    "funding.FinancingApproved": Share(("amount_cents", "rule_version")),
-    "funding.FinancingDeferred": Share(("rule_version",)),
-    "funding.FinancingRejected": Share(("rule_version",)),
-    "funding.AgreementSigned": Share(("signed_on", "operator_id", "amount_cents"), frozenset({LOCAL_OPERATOR})),
-    "funding.OperatorFeesCommitted": Share(("amount_cents", "operator_id"), frozenset({LOCAL_OPERATOR})),
-    "funding.FundsDisbursed": Share(("tranche", "amount_cents")),
-    "funding.SpendingEvidenceRecorded": Share(("tranche", "total_cents"), frozenset({LOCAL_OPERATOR})),
-    "funding.TrancheReconciled": Share(("tranche", "disbursed_cents", "evidenced_cents"),
-                                       frozenset({LOCAL_OPERATOR})),
-    "funding.DisbursementSuspended": Share(("alert_id",)),
-    "funding.DisbursementResumed": Share(("alert_id",)),
-    # followup: the year after the launch, as the local operator and the support structure follow it
-    "followup.FollowUpOpened": Share(("project_id", "opened_on", "visit_months", "visits", "local_operator_id")),
-    "followup.BusinessLaunched": Share(("project_id", "launched_on", "legal_form", "initial_jobs")),
-    "followup.FollowUpVisitLogged": Share(("project_id", "visit_id", "visit_number", "month", "due_on", "on_time",
-                                           "visited_on", "business_status", "jobs_paid", "jobs_family",
-                                           "revenue_band")),
-    "followup.FollowUpVisitOverdue": Share(("project_id", "visit_number", "month", "due_on", "flagged_on")),
-    "followup.AlertRaised": Share(("project_id", "alert_id", "visit_id")),
-    "followup.AlertResolved": Share(("project_id", "alert_id", "visit_id")),
-    "followup.FollowUpCompleted": Share(("project_id", "completed_on", "outcome", "jobs_created", "visits_done",
-                                         "visits_planned")),
-    "followup.SurveyRecorded": Share(("project_id", "surveyed_on", "business_status", "jobs_paid", "jobs_family",
-                                      "revenue_band")),
-}
 
 
 def share_of(event: dict[str, Any]) -> Share | None:

@@ -53,6 +53,12 @@ def person_known(person_id: str, project_id: str | None = None) -> tuple[bytes, 
                   own_contribution_cents=100_000, planned_jobs=3)
 
 
+def persons_merged(person_id: str, other_person_id: str, version: int, merged: bool = True) -> tuple[bytes, bytes]:
+    """Intake's PersonsMerged (or PersonsUnmerged) of a person record: an officer confirmed (or undid) a duplicate."""
+    return record("intake", "PersonsMerged" if merged else "PersonsUnmerged", person_id, version,
+                  other_person_id=other_person_id)
+
+
 def new_project() -> str:
     return str(uuid.uuid4())
 

@@ -216,7 +216,8 @@ def test_a_financed_dossier_is_followed_to_its_outcome_and_its_alerts_reach_kafk
     trouble = service.post(project_id, "visits", visit("tablet-1:2", "2026-05-01", "in_difficulty", paid=1))
     assert trouble.status_code == 201, trouble.text
     alert = trouble.json()["open_alert"]
-    assert alert["reason"] == "business_in_difficulty" and alert["visit_id"] == "tablet-1:2"
+    assert alert == {"alert_id": alert["alert_id"], "visit_id": "tablet-1:2"}, "the partner feed shares no reason"
+    assert service.get(project_id).json()["open_alert"]["reason"] == "business_in_difficulty"
 
     service.clock.day = date(2026, 8, 1)
     last = service.post(project_id, "visits", visit("tablet-1:3", "2026-08-01", paid=3, family=1))
@@ -301,6 +302,32 @@ def test_a_partner_records_only_on_the_dossiers_it_follows(service):
     other = service.post(theirs, "launch", {"launched_on": "2026-02-01", "legal_form": "GIE", "registration": "R"},
                          headers=service.officer)
     assert other.status_code == 200, other.text
+
+
+def test_a_partner_reads_of_a_follow_up_what_its_feed_shares(service):
+    project_id = service.financed_dossier()
+    service.launch(project_id)
+    service.clock.day = date(2026, 3, 20)
+    trouble = visit("phone-1:1", "2026-03-01", status="in_difficulty")
+    answer = service.post(project_id, "visits", trouble)
+    assert answer.status_code == 201 and answer.json()["open_alert"] == {
+        "alert_id": answer.json()["open_alert"]["alert_id"], "visit_id": "phone-1:1"}, "no reason for the partner"
+    assert service.post(project_id, "visits", {**trouble, "observations": "Version de l'agent"},
+                        headers=service.officer).status_code == 202
+
+    staff = service.get(project_id).json()
+    assert staff["visits"][0]["observations"] and staff["conflicts"] and staff["open_alert"]["reason"]
+    assert staff["launch"]["registration"] and any("actor" in t for t in staff["timeline"])
+    read = service.get(project_id, headers=service.operator)
+    assert read.status_code == 200
+    shown = read.json()
+    assert set(shown["visits"][0]) == {"visit_id", "visit_number", "month", "due_on", "on_time", "visited_on",
+                                       "business_status", "jobs_paid", "jobs_family", "revenue_band"}
+    assert shown["conflicts"] == [], "the versions an officer settles are not shared"
+    assert set(shown["open_alert"]) == {"alert_id", "visit_id"}
+    assert set(shown["alerts"][0]) == {"alert_id", "visit_id", "resolved_by_visit_id"}
+    assert set(shown["launch"]) == {"launched_on", "legal_form", "initial_jobs"}
+    assert "fiona" not in read.text and "Version de l'agent" not in read.text and "cahier" not in read.text
 
 
 # --- offline visits ----------------------------------------------------------------------------

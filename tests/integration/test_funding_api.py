@@ -28,6 +28,7 @@ from tests.integration.funding_tools import (
     eligible,
     new_project,
     person_known,
+    persons_merged,
     publish,
     rules_body,
     sent_to_committee,
@@ -247,7 +248,7 @@ def test_concurrent_approvals_never_overcommit_the_envelope(funding):
         start.wait()
         try:
             with acting(CommandContext(actor=f"user:approver-{n}")):
-                app.decide(uuid.UUID(project_id), "approve", "from another process", f"user:approver-{n}")
+                app.decide(uuid.UUID(project_id), "approve", "from another process", f"user:approver-{n}", YEAR)
             outcomes[project_id] = "approved"
         except RuleViolated as refusal:
             outcomes[project_id] = refusal.rule
@@ -286,8 +287,8 @@ def test_an_approval_that_lost_the_race_is_decided_again_on_the_new_totals(fundi
         dossier, envelope = b.get_dossier(uuid.UUID(second)), b.get_envelope(uuid.UUID(envelope_id))
         attempts.append(envelope.available_cents)
         if len(attempts) == 1:
-            a.decide(uuid.UUID(first), "approve", "first", "user:anna")  # meanwhile, in another process
-        dossier.decide("approve", b.rules_in_force(), envelope, "second", "user:bob", "v")
+            a.decide(uuid.UUID(first), "approve", "first", "user:anna", YEAR)  # meanwhile, in another process
+        dossier.decide("approve", b.rules_in_force(), envelope, YEAR, "second", "user:bob", "v")
         b.save(dossier, envelope)
 
     try:
@@ -472,6 +473,24 @@ def test_return_aid_twice_to_one_person_and_to_an_unknown_person_are_refused(fun
     assert stored_events(funding) == before + 2  # the approval only: the aid granted, the envelope paid
 
 
+def test_records_intake_merged_count_their_return_aids_together_until_the_merge_is_undone(funding):
+    ready(funding)
+    return_aid_envelope(funding)
+    first, second = known_person(funding), known_person(funding)
+    app = funding.app.state.runtime.app
+    aid = funding.post("/v1/return-aid", json=aid_body(first), headers=funding.officer).json()
+    assert decide_aid(funding, aid["id"]).status_code == 200
+    publish(funding.settings, "intake", [persons_merged(first, second, 2), persons_merged(second, first, 2)])
+    wait_for(lambda: app.find_person(uuid.UUID(second)).same_as == [first], what="the merge heard")
+    before = stored_events(funding)
+    refused(funding.post("/v1/return-aid", json=aid_body(second), headers=funding.officer), "return_aid_per_person")
+    assert stored_events(funding) == before
+    publish(funding.settings, "intake", [persons_merged(first, second, 3, merged=False),
+                                         persons_merged(second, first, 3, merged=False)])
+    wait_for(lambda: app.find_person(uuid.UUID(second)).same_as == [], what="the merge undone heard")
+    assert funding.post("/v1/return-aid", json=aid_body(second), headers=funding.officer).status_code == 201
+
+
 def test_two_racing_proposals_for_one_person_give_one_aid(funding):
     """Deterministic: B reads the person, A proposes meanwhile in another process, B's save is refused
     by the store (the person's count moved) and B, proposing again, is refused by the rule."""
@@ -520,6 +539,22 @@ def test_a_named_envelope_of_another_year_is_refused_for_return_aid_and_feasibil
                              json={"project_id": project_id, "amount_cents": 140_000, "justification": "by hand",
                                    "envelope_id": envelope_id}), rule)
     assert stored_events(funding) == before
+
+
+def test_a_financing_proposal_names_a_business_creation_envelope_of_the_year(funding):
+    ready(funding)
+    last_year = funding.post("/v1/envelopes", json={"year": YEAR - 1, "country": "SN", "amount_cents": 1_000_000},
+                             headers=funding.approver).json()
+    aid_this_year = return_aid_envelope(funding)
+    project_id = new_project()
+    at_committee(funding, project_id)
+    before = stored_events(funding)
+    for envelope_id, rule in ((last_year["id"], "envelope_of_the_year"),
+                              (aid_this_year["id"], "envelope_covers_dossier")):
+        refused(funding.post(f"/v1/financing/{project_id}/proposal", headers=funding.officer,
+                             json={"amount_cents": 500_000, "envelope_id": envelope_id, "justification": "x"}), rule)
+    assert stored_events(funding) == before
+    assert financing(funding, project_id)["financing"] == "requested"
 
 
 def test_the_ledger_lists_every_decision_and_stands_as_of_a_moment(funding):

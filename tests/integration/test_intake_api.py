@@ -431,6 +431,84 @@ def test_homonyms_born_the_same_day_are_two_persons_until_an_officer_confirms(in
         "duplicate_reviews"][0]["status"] == "dismissed"
 
 
+def test_forgetting_a_person_forgets_every_record_merged_with_theirs(intake):
+    first_body = body()
+    second_body = copy.deepcopy(first_body)
+    second_body["promoter"]["phone"] = "+33 7 00 00 00 02"
+    first = intake.post("/v1/projects", json=first_body, headers=intake.officer).json()
+    second = intake.post("/v1/projects", json=second_body, headers=intake.officer).json()
+    one, two = (intake.get(f"/v1/projects/{p['id']}", headers=intake.officer).json()["person_id"]
+                for p in (first, second))
+    settle = f"/v1/projects/{second['id']}/duplicates/{one}"
+    assert intake.post(f"{settle}/confirm", headers=intake.officer).status_code == 200
+    app = intake.app.state.runtime.app
+    before = app.recorder.max_notification_id()
+    admin = bearer(intake.settings, "admin", sub="dpo")
+    why = {"reason": "objection", "note": "letter RGPD-78"}
+    assert intake.post(f"/v1/persons/{two}/forget", headers=admin, json=why).status_code == 204
+    forgotten = [n for n in app.recorder.select_notifications(before + 1, 100) if n.topic.endswith("PersonForgotten")]
+    assert sorted(str(n.originator_id) for n in forgotten) == sorted([one, two]), "a PersonForgotten per record"
+    for person in (one, two):
+        assert app.recorder.find_data_key(person) is None and identifiers_of(intake, person) == [], person
+    for project in (first, second):
+        assert intake.get(f"/v1/projects/{project['id']}", headers=intake.officer).json()["promoter"] is None
+
+    # Undoing the merge brings nothing back; each record is forgotten once.
+    assert intake.post(f"{settle}/undo", headers=intake.officer).status_code == 200
+    assert intake.get(f"/v1/projects/{first['id']}", headers=intake.officer).json()["promoter"] is None
+    again = intake.post(f"/v1/persons/{one}/forget", headers=admin, json=why)
+    assert again.status_code == 409 and again.json()["rule"] == "forget_once"
+
+
+def submission(**changes) -> dict:
+    """The keyword arguments of `submit_project` for a new identity (its own name and phone)."""
+    b = body(**{"promoter.phone": f"+33 6 {uuid.uuid4().int % 10**8:08d}", **changes})
+    return b
+
+
+def test_a_dossier_taken_in_while_another_of_the_same_identity_is_saved_is_flagged(intake, monkeypatch):
+    """Deterministic: A reads the identifiers' matches (none), B of the same identity is saved meanwhile;
+    A's save is refused by the store and A, taken in again, is flagged with B's person record."""
+    app = intake.app.state.runtime.app
+    same = submission()
+    read, meanwhile, matches = [], [], app.vault.matches
+
+    def b_saved_meanwhile(identifiers):
+        found = matches(identifiers)
+        read.append(found)
+        if len(read) == 1:
+            meanwhile.append(app.submit_project(**same))
+        return found
+
+    monkeypatch.setattr(app.vault, "matches", b_saved_meanwhile)
+    a = app.submit_project(**same)
+    assert [r["person_id"] for r in a.duplicate_reviews.values()] == [str(meanwhile[0].person_id)]
+    assert len(read) == 3, "A read, B read, A read again"
+
+
+def test_two_dossiers_of_one_identity_taken_in_at_the_same_moment_do_not_miss_each_other(intake):
+    import threading
+
+    app = intake.app.state.runtime.app
+    for _ in range(4):
+        same, start, taken = submission(), threading.Barrier(2), []
+
+        def take_in() -> None:
+            start.wait()
+            taken.append(app.submit_project(**same))
+
+        threads = [threading.Thread(target=take_in) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(taken) == 2
+        flagged = [p for p in taken if p.duplicate_reviews]
+        assert len(flagged) == 1, "one of the two (the later saved) names the other's person record"
+        other = next(p for p in taken if p is not flagged[0])
+        assert list(flagged[0].duplicate_reviews) == [str(other.person_id)]
+
+
 def test_consent_purposes_are_a_closed_list(intake):
     created = intake.post("/v1/projects", json=body(), headers=intake.officer).json()
     wrong = intake.post(f"/v1/projects/{created['id']}/consent", headers=intake.officer,

@@ -56,13 +56,13 @@ def proposed(amount=600_000, env=None, country="SN") -> tuple[Dossier, Envelope]
     env = env or envelope(country=country)
     d = dossier(country)
     d.request_financing(650_000, dossier_version=9)
-    d.propose(rules(), env, amount, "a sound plan", proposed_by="user:olga")
+    d.propose(rules(), env, 2026, amount, "a sound plan", proposed_by="user:olga")
     return d, env
 
 
 def agreed(amount=600_000) -> tuple[Dossier, Envelope]:
     d, env = proposed(amount)
-    d.decide("approve", rules(), env, "approved by the committee", "user:anna", "1.0+abc")
+    d.decide("approve", rules(), env, 2026, "approved by the committee", "user:anna", "1.0+abc")
     d.sign_agreement(rules(), env, "2026-05-01", "operator-1")
     return d, env
 
@@ -208,62 +208,73 @@ def test_a_rejected_feasibility_grant_gives_reasons_and_can_be_awarded_later():
 def test_the_proposal_is_not_above_the_ceiling_in_force():
     d = dossier()
     d.request_financing(800_000, dossier_version=7)
-    assert rule_of(lambda: d.propose(rules(), envelope(), 700_001, "x", "user:olga")) == "within_ceiling"
-    d.propose(rules(), envelope(), 700_000, "at the ceiling", "user:olga")
+    assert rule_of(lambda: d.propose(rules(), envelope(), 2026, 700_001, "x", "user:olga")) == "within_ceiling"
+    d.propose(rules(), envelope(), 2026, 700_000, "at the ceiling", "user:olga")
     assert d.financing == FinancingStatus.proposed
     ml = dossier("ML")
     ml.request_financing(800_000, dossier_version=3)
-    ml.propose(rules(), envelope(country="ML"), 1_000_000, "Mali's ceiling is higher", "user:olga")
+    ml.propose(rules(), envelope(country="ML"), 2026, 1_000_000, "Mali's ceiling is higher", "user:olga")
 
 
 def test_a_proposal_needs_the_committee_and_an_envelope_for_the_dossier():
-    assert rule_of(lambda: dossier().propose(rules(), envelope(), 1, "x", "user:olga")) == "proposal_after_request"
+    assert rule_of(lambda: dossier().propose(rules(), envelope(), 2026, 1, "x", "user:olga")) == "proposal_after_request"
     d = dossier()
     d.request_financing(1, dossier_version=1)
-    assert rule_of(lambda: d.propose(rules(), envelope(country="ML"), 1, "x", "u")) == "envelope_covers_dossier"
+    assert rule_of(lambda: d.propose(rules(), envelope(country="ML"), 2026, 1, "x", "u")) == "envelope_covers_dossier"
     return_aid = envelope(purpose=Purpose.return_aid)
-    assert rule_of(lambda: d.propose(rules(), return_aid, 1, "x", "u")) == "envelope_covers_dossier"
-    d.propose(rules(), envelope(country=None), 1, "a programme-wide envelope covers every country", "u")
+    assert rule_of(lambda: d.propose(rules(), return_aid, 2026, 1, "x", "u")) == "envelope_covers_dossier"
+    d.propose(rules(), envelope(country=None), 2026, 1, "a programme-wide envelope covers every country", "u")
+
+
+def test_a_financing_draws_on_an_envelope_of_the_year_it_is_proposed_and_approved():
+    d = dossier()
+    d.request_financing(1, dossier_version=1)
+    assert rule_of(lambda: d.propose(rules(), envelope(), 2027, 1, "x", "u")) == "envelope_of_the_year"
+    assert d.financing == FinancingStatus.requested
+    d, env = proposed()
+    # Proposed in December, decided in January: the new year's envelope is to be named.
+    assert rule_of(lambda: d.decide("approve", rules(), env, 2027, "x", "user:anna", "v")) == "envelope_of_the_year"
+    assert env.reserved_cents == 0 and d.financing == FinancingStatus.proposed
 
 
 def test_four_eyes_the_proposer_never_decides():
     d, env = proposed()
     for decision in ("approve", "defer", "reject"):
-        assert rule_of(lambda: d.decide(decision, rules(), env, "mine", "user:olga", "v")) == "four_eyes"
+        assert rule_of(lambda: d.decide(decision, rules(), env, 2026, "mine", "user:olga", "v")) == "four_eyes"
     assert env.reserved_cents == 0 and d.financing == FinancingStatus.proposed
 
 
 def test_the_approval_reserves_and_records_what_it_relied_on():
     d, env = proposed(600_000)
-    d.decide("approve", rules(), env, "a viable shop", "user:anna", "1.0+abc")
+    d.decide("approve", rules(), env, 2026, "a viable shop", "user:anna", "1.0+abc")
     assert env.reserved_cents == 600_000
     assert d.approval == {"amount_cents": 600_000, "approved_by": "user:anna", "rule_version": "test-1",
                           "envelope_id": str(env.id), "dossier_version": 9, "code_version": "1.0+abc"}
-    assert rule_of(lambda: d.decide("approve", rules(), env, "twice", "user:bob", "v")) == "decision_after_proposal"
+    assert rule_of(lambda: d.decide("approve", rules(), env, 2026, "twice", "user:bob", "v")) == "decision_after_proposal"
 
 
 def test_the_approval_answers_to_the_rules_in_force_then():
     d, env = proposed(700_000)
     lower = rules("test-2", SN={**SN, "startup_ceiling_cents": 500_000})
-    assert rule_of(lambda: d.decide("approve", lower, env, "x", "user:anna", "v")) == "within_ceiling"
+    assert rule_of(lambda: d.decide("approve", lower, env, 2026, "x", "user:anna", "v")) == "within_ceiling"
 
 
 def test_an_approval_beyond_the_envelope_is_refused():
     d, env = proposed(600_000, env=envelope(500_000))
-    assert rule_of(lambda: d.decide("approve", rules(), env, "x", "user:anna", "v")) == "envelope_not_overcommitted"
+    assert rule_of(lambda: d.decide("approve", rules(), env, 2026, "x", "user:anna", "v")) == "envelope_not_overcommitted"
     assert d.financing == FinancingStatus.proposed
 
 
 def test_a_deferred_dossier_comes_back_and_a_rejected_one_does_not():
     d, env = proposed()
-    d.decide("defer", rules(), env, "more evidence of the market", "user:anna", "v")
+    d.decide("defer", rules(), env, 2026, "more evidence of the market", "user:anna", "v")
     assert d.financing == FinancingStatus.deferred and env.reserved_cents == 0
-    d.propose(rules(), env, 500_000, "smaller", "user:olga")
-    d.decide("reject", rules(), env, "no market", "user:anna", "v")
+    d.propose(rules(), env, 2026, 500_000, "smaller", "user:olga")
+    d.decide("reject", rules(), env, 2026, "no market", "user:anna", "v")
     assert d.financing == FinancingStatus.rejected
-    assert rule_of(lambda: d.propose(rules(), env, 1, "again", "user:olga")) == "proposal_after_request"
+    assert rule_of(lambda: d.propose(rules(), env, 2026, 1, "again", "user:olga")) == "proposal_after_request"
     with pytest.raises(InvalidValue):
-        proposed()[0].decide("maybe", rules(), env, "x", "user:anna", "v")
+        proposed()[0].decide("maybe", rules(), env, 2026, "x", "user:anna", "v")
 
 
 def test_the_same_committee_version_is_requested_once():
@@ -280,7 +291,7 @@ def test_the_same_committee_version_is_requested_once():
 def test_the_agreement_commits_fees_and_schedules_tranches_per_the_rules():
     d, env = proposed(600_000)
     assert rule_of(lambda: d.sign_agreement(rules(), env, "2026-05-01", "op")) == "agreement_after_approval"
-    d.decide("approve", rules(), env, "ok", "user:anna", "v")
+    d.decide("approve", rules(), env, 2026, "ok", "user:anna", "v")
     d.collect_events()
     d.sign_agreement(rules(), env, "2026-05-01", "operator-1")
     assert names(d) == ["AgreementSigned", "OperatorFeesCommitted", "DisbursementScheduled"]
@@ -348,9 +359,10 @@ def return_aid_envelope(amount=1_000_000, country=None) -> Envelope:
     return envelope(amount, country=country, purpose=Purpose.return_aid)
 
 
-def propose_aid(env, person=None, status="regular", adults=0, children=0, the_rules=None, year=2026) -> ReturnAid:
+def propose_aid(env, person=None, status="regular", adults=0, children=0, the_rules=None, year=2026,
+                merged=()) -> ReturnAid:
     return ReturnAid.propose(the_rules or rules(), env, year, person or Person(person_id=uuid.uuid4()), "SN", status,
-                             adults, children, "going home", proposed_by=OLGA)
+                             adults, children, "going home", proposed_by=OLGA, merged=merged)
 
 
 def test_return_aid_follows_the_scale_and_its_own_envelope_of_the_year():
@@ -452,5 +464,27 @@ def test_a_pending_proposal_ends_with_the_dossier_and_cannot_be_approved():
     d, env = proposed()
     assert d.end("dossier_withdrawn", None) is True
     assert env.reserved_cents == 0
-    assert rule_of(lambda: d.decide("approve", rules(), env, "late", "user:anna", "v")) == "decision_after_proposal"
+    assert rule_of(lambda: d.decide("approve", rules(), env, 2026, "late", "user:anna", "v")) == "decision_after_proposal"
     assert dossier().end("dossier_withdrawn", None) is False  # never at the committee: nothing to end
+
+
+def test_return_aids_of_merged_person_records_count_together():
+    env = return_aid_envelope()
+    first, second = Person(person_id=uuid.uuid4()), Person(person_id=uuid.uuid4())
+    propose_aid(env, first)
+    assert second.record_merge(first.person_id) and not second.record_merge(first.person_id)
+    assert rule_of(lambda: propose_aid(env, second, merged=[first])) == "return_aid_per_person"
+    assert second.record_unmerge(first.person_id) and second.same_as == []
+    propose_aid(env, second)
+    assert len(second.return_aids) == 1
+
+
+def test_of_two_aids_pending_on_records_merged_since_only_one_is_granted():
+    env = return_aid_envelope()
+    first, second = Person(person_id=uuid.uuid4()), Person(person_id=uuid.uuid4())
+    one, other = propose_aid(env, first), propose_aid(env, second)
+    assert rule_of(lambda: other.decide("approve", rules(), env, 2026, second, "x", ANNA, merged=[first])) \
+        == "return_aid_per_person"
+    one.decide("reject", rules(), env, 2026, first, "the other record's file is the one", ANNA)
+    other.decide("approve", rules(), env, 2026, second, "complete", ANNA, merged=[first])
+    assert other.status == "granted"
