@@ -1,0 +1,72 @@
+"""docs/ says what is true of the code: every file it names exists, every `/v1/...` route it names is served."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+SERVICES = ("intake", "partners", "funding", "followup", "audit")
+
+# A path in the repository: from one of its top folders, up to a space, quote or closing mark.
+FILE = re.compile(r"(?<![\w./-])((?:services|shared|tests|tools|deploy|bench|console|docs)/[\w./-]*[\w/])")
+ROUTE = re.compile(r"(?<![A-Za-z_.])(/v1/[\w{}<>./-]*[\w}>])")
+LINK = re.compile(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)")
+PLACEHOLDER = re.compile(r"\{[^}/]*\}|<[^>/]*>")
+
+
+def mentions(pattern: re.Pattern[str]) -> list[tuple[str, str]]:
+    return [(page.name, m.group(1)) for page in PAGES for m in pattern.finditer(page.read_text())]
+
+
+def served_routes(tmp_path: Path) -> set[str]:
+    """Every path the apps serve, their included routers walked as the access matrix does."""
+    from shared.settings import Settings
+
+    found: set[str] = set()
+    for service in SERVICES:
+        module = __import__(f"services.{service}.main", fromlist=["create_app"])
+        app = module.create_app(Settings(service=service, data_dir=tmp_path / service, keys_dir=tmp_path / "keys",
+                                         kafka_bootstrap_servers="127.0.0.1:1"))
+
+        def walk(routes: list, prefix: str) -> None:
+            for route in routes:
+                if isinstance(route, APIRoute):
+                    found.add(prefix + route.path)
+                elif hasattr(route, "original_router"):
+                    walk(route.original_router.routes, prefix + route.include_context.prefix)
+
+        walk(app.routes, "")
+    return found
+
+
+def test_there_are_pages_and_the_readme_links_to_them():
+    assert {"architecture.md", "events.md", "programme.md", "operations.md", "security.md"} <= {p.name for p in PAGES}
+    assert "](docs/README.md)" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("page", "path"), mentions(FILE) or [("none", "none")])
+def test_every_file_named_exists(page, path):
+    if PLACEHOLDER.search(path):  # `services/<name>/main.py`: one of each service's
+        matches = [p for p in ROOT.glob(PLACEHOLDER.sub("*", path)) if p.exists()]
+        assert matches, f"docs/{page} names {path}, which matches no file"
+    else:
+        assert (ROOT / path).exists(), f"docs/{page} names {path}, which does not exist"
+
+
+def test_every_route_named_is_served(tmp_path):
+    patterns = [re.compile(PLACEHOLDER.sub("[^/]+", route)) for route in served_routes(tmp_path)]
+    named = mentions(ROUTE)
+    assert named
+    unserved = [(page, route) for page, route in named
+                if not any(p.fullmatch(PLACEHOLDER.sub("x", route)) for p in patterns)]
+    assert not unserved, f"routes named in docs/ that no app serves: {unserved}"
+
+
+def test_every_page_linked_exists():
+    for page, target in mentions(LINK):
+        assert (ROOT / "docs" / target).resolve().exists(), f"docs/{page} links to {target}, which does not exist"
