@@ -1,4 +1,4 @@
-"""Passerelle's benchmark harness (DESIGN §1: `make bench`).
+"""Passerelle's benchmark harness (`make bench`).
 
 Not a test: it measures, on the same PostgreSQL and Kafka as the integration
 tests (started by `deploy/test.sh --bench`), and prints a table of figures with

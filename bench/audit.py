@@ -18,7 +18,7 @@ events of each log. Then, in the same run, R rounds (default 3), each:
 Each round's ratio compares the two runs side by side (the speed of this machine drifts from
 minute to minute); the figures are the medians of the rounds.
 
-Targets (issue 5): audit >= 50 % of raw; 1,000,000 events in 60 s or less.
+Targets: audit >= 50 % of raw; 1,000,000 events in 60 s or less.
 """
 
 from __future__ import annotations

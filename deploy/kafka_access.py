@@ -1,4 +1,4 @@
-"""Who may do what on the secured Kafka profile (DESIGN §6): SCRAM principals and their ACLs.
+"""Who may do what on the secured Kafka profile (docs/security.md): SCRAM principals and their ACLs.
 
     python -m deploy.kafka_access services             the four services' principals, the audit's, their ACLs
     python -m deploy.kafka_access partner PARTNER_ID   a partner's principal and ACLs; prints its password

@@ -1,4 +1,4 @@
-"""Bearer JWTs and roles (DESIGN §6).
+"""Bearer JWTs and roles (docs/security.md).
 
 RS256 tokens. Locally a development key pair under `<data_dir>/keys` (made on
 first use) signs the tokens of `make token`. In production the identity

@@ -1,4 +1,4 @@
-"""Signed checkpoints of a service's log (DESIGN §5).
+"""Signed checkpoints of a service's log (docs/events.md).
 
 A checkpoint is a C2SP tlog-checkpoint (c2sp.org/tlog-checkpoint): the origin
 `passerelle/<service>`, the tree size and the base64 root hash, one per line. It

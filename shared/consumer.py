@@ -1,4 +1,4 @@
-"""The consumer: other services' events into this service's store, effectively once (DESIGN §2).
+"""The consumer: other services' events into this service's store, effectively once (docs/events.md).
 
 A record's effects (the events its handler saves) and its tracking record
 (`<topic>:<partition>`, offset) commit in one transaction of the library's

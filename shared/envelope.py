@@ -1,4 +1,4 @@
-"""The public contract of every Kafka record: a CloudEvents 1.0 JSON event (DESIGN §3).
+"""The public contract of every Kafka record: a CloudEvents 1.0 JSON event (docs/events.md).
 
 The envelope is built from stored data only (the notification, its decoded
 event and the metadata stored with it) and the event's position in its

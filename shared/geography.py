@@ -17,7 +17,7 @@ FRENCH_REGIONS: tuple[str, ...] = (
     "FR-OCC", "FR-PDL", "FR-PAC", "FR-971", "FR-972", "FR-973", "FR-974", "FR-976",
 )
 
-# ISO 3166-1 alpha-2 codes of the 28 countries the French programmes covered (DOMAIN.md):
+# ISO 3166-1 alpha-2 codes of the 28 countries the French programmes covered (docs/programme.md):
 # the reference list for seeds, demos and tests; the rule in force may differ.
 PROGRAMME_COUNTRIES: tuple[str, ...] = (
     "DZ", "BJ", "BF", "BI", "CV", "CM", "KM", "CG", "CD", "CI", "GA", "GN", "HT", "MG",

@@ -1,4 +1,4 @@
-"""The relay: a service's event store to its Kafka topic (DESIGN §2).
+"""The relay: a service's event store to its Kafka topic (docs/events.md).
 
 The store is the outbox. The relay reads the library's notification log after
 its last published position, publishes each event as a CloudEvent keyed by its
@@ -13,7 +13,7 @@ store's LISTEN/NOTIFY channel on PostgreSQL, and otherwise polls.
 The relay also keeps the RFC 9162 Merkle tree of what it published (leaves: the
 records' leaf hashes, in `sequence` order), recorded with its position, and
 every N events or T seconds publishes a signed checkpoint of it to
-`audit.checkpoints` (DESIGN §5), once the events it covers are acknowledged.
+`audit.checkpoints`, once the events it covers are acknowledged.
 """
 
 from __future__ import annotations

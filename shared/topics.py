@@ -1,4 +1,4 @@
-"""The Kafka topics, defined once (DESIGN §3), and their idempotent creation.
+"""The Kafka topics, defined once (docs/events.md), and their idempotent creation.
 
     python -m shared.topics create      # creates what is missing, fixes retention
 """

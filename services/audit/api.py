@@ -1,4 +1,4 @@
-"""The audit's HTTP API (DESIGN §4, §5): read-only, for auditors and administrators."""
+"""The audit's HTTP API (docs/operations.md): read-only, for auditors and administrators."""
 
 from __future__ import annotations
 

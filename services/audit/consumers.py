@@ -9,7 +9,7 @@ after its events are acknowledged, so they are on Kafka before it).
 The work is shared between reader processes (`python -m services.audit.consumers`,
 two per core by default, at most one per log, `Settings.audit_readers`): taking a record from aiokafka
 costs about as much CPU as checking it, and together they are more than one core
-does at the rate Kafka serves records (issue 5 §8). The logs are independent, so
+does at the rate Kafka serves records (`make bench` measures it). The logs are independent, so
 each reader owns whole logs: every partition of their topics, and their records of
 `audit.checkpoints`. It is its own aiokafka consumer (no group); it checks every
 record's leaf hash from its bytes (`records.read_record`), puts the records of each

@@ -1,4 +1,4 @@
-"""What an auditor checks of each service's log, from Kafka alone (DESIGN §5).
+"""What an auditor checks of each service's log, from Kafka alone (docs/operations.md, the audit).
 
 A service's log is the sequence of its events, `sequence` 0, 1, 2, ... The relay
 publishes each once (again after a crash: the same bytes), with its leaf hash, and

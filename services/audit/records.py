@@ -1,5 +1,5 @@
 """A record of a service's topic: what it claims (sequence, leaf hash, event id) and whether its
-leaf hash is the hash of its content (DESIGN §5), from its bytes.
+leaf hash is the hash of its content (docs/events.md), from its bytes.
 
 The replay's reader processes (consumers.py) check every record with `read_record`: this module
 imports nothing heavy, so that they start fast (the RFC 8785 serializer, needed only for a record

@@ -1,4 +1,4 @@
-"""Followup's HTTP API: follow-ups, their visits, and the programme's indicators (DESIGN §4)."""
+"""Followup's HTTP API: follow-ups, their visits, and the programme's indicators."""
 
 from __future__ import annotations
 

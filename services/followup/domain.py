@@ -54,7 +54,7 @@ class RevenueBand(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How the follow-up ended (DOMAIN: success, business failed, abandoned, re-migrated...)."""
+    """How the follow-up ended (the business active, in difficulty or closed, abandoned...)."""
 
     business_active = "business_active"
     business_in_difficulty = "business_in_difficulty"

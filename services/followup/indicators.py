@@ -4,7 +4,7 @@ The read model keeps every follow-up event with its time (`followup_facts_v1`);
 the application hands over those recorded up to the moment asked about, so the
 same question about a past date gives the answer as it stood then.
 
-Definitions (what funders ask for, DOMAIN.md "Scale and indicators"):
+Definitions (what funders ask for, docs/programme.md):
 - dossiers followed: follow-ups opened (first tranche paid) by that moment;
 - visits due: planned visits whose due date has come; done: planned visits
   logged; on time: logged no later than their due date; overdue: due, not done;

@@ -1,4 +1,4 @@
-"""Funding's HTTP API: rules, envelopes, feasibility grants, financing, tranches, return aid, the ledger (DESIGN §4).
+"""Funding's HTTP API: rules, envelopes, feasibility grants, financing, tranches, return aid, the ledger.
 
 Who may do what:
 - an admin publishes the programme rules;

@@ -1,4 +1,4 @@
-"""Intake's HTTP API: dossiers (DESIGN §4)."""
+"""Intake's HTTP API: dossiers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Partners' HTTP API: the operator network and the assignments of dossiers (DESIGN §4)."""
+"""Partners' HTTP API: the operator network and the assignments of dossiers."""
 
 from __future__ import annotations
 

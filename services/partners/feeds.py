@@ -1,4 +1,4 @@
-"""Partner feeds: each partner's own topic, `partner.<id>.events` (DESIGN §3, §6).
+"""Partner feeds: each partner's own topic, `partner.<id>.events` (docs/events.md, docs/security.md).
 
 A consume-transform-produce job in the partners worker. It reads the services'
 topics, keeps the events about dossiers assigned to a partner whose feed is

@@ -87,7 +87,7 @@ def test_rules_grant_committee_approval_tranches_and_follow_up_across_processes(
 
 
 def every_record_keeps_the_contract(settings) -> None:
-    """Every record the four services published in this flow is valid against asyncapi.yaml (issue 5 §7)."""
+    """Every record the four services published in this flow is valid against asyncapi.yaml."""
     import asyncio
 
     from tests.contract import validate_record
@@ -106,7 +106,7 @@ def every_record_keeps_the_contract(settings) -> None:
 def the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, funding, followup,
                                                                        project_id: str) -> None:
     """Funding and followup over Kafka: FundsDisbursed opens the plan; a visit finding the business in
-    difficulty raises an alert that suspends the next tranche until a later visit resolves it (issue 4)."""
+    difficulty raises an alert that suspends the next tranche until a later visit resolves it."""
     from datetime import timedelta
 
     officer = bearer(funding.settings, "funding_officer", sub="olga")
@@ -161,7 +161,7 @@ def the_first_tranche_opens_the_follow_up_and_an_alert_holds_the_next(intake, fu
 def check_the_auditors_ledger(funding, project_id: str, envelope_id: str, services: list) -> None:
     """The audit rebuilds the ledger from Kafka alone, trusting only the public keys the services
     serve (GET /v1/keys): it matches funding's own, as of any time, and a decision missing from
-    funding's ledger is reported (issue 5 §2)."""
+    funding's ledger is reported."""
     import asyncio
     import os
     from datetime import timedelta

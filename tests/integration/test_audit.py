@@ -1,5 +1,5 @@
 """The auditor's replay on real PostgreSQL and Kafka: tampering with a store (then letting the
-relay republish) or with a topic is detected and named; an honest log verifies (issue 5 §2, §4)."""
+relay republish) or with a topic is detected and named; an honest log verifies."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Signed checkpoints on real PostgreSQL and Kafka: what an auditor holding nothing but the
-topics and the service's public key can check (DESIGN §5)."""
+topics and the service's public key can check (docs/events.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tokens of an identity provider, checked against its JWKS served over real HTTP (DESIGN §6).
+"""Tokens of an identity provider, checked against its JWKS served over real HTTP (docs/security.md).
 
 The provider here is a local HTTP server whose key set the test changes: a key rotation
 is taken without a restart, a token signed by a key the provider never published is
