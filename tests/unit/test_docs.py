@@ -20,7 +20,7 @@ FILE = re.compile(r"(?<![\w./-])((?:services|shared|tests|tools|deploy|bench|con
 # A route after a space, a quote, a bracket, a port (`:8001/v1/...`) or a shell variable (`$F/v1/...`);
 # `/...` after it makes it the start of several routes.
 ROUTE = re.compile(r"(?:(?<=[\s`'\"(])|(?<=\d)|(?<=\$[A-Z]))(/v1/[\w{}<>$./-]*[\w}>])(/\.\.\.)?")
-LINK = re.compile(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)#:]+\.md)?(?:#([^)]*))?\)")
 PLACEHOLDER = re.compile(r"\{[^}/]*\}|<[^>/]*>|\$\w+")
 
 
@@ -80,7 +80,19 @@ def test_every_route_named_is_served(tmp_path):
     assert not unserved, f"routes named that no app serves: {unserved}"
 
 
-def test_every_page_linked_exists():
-    for page, target in mentions(LINK):
-        exists = (ROOT / page).parent.joinpath(target).resolve().exists()
-        assert exists, f"{page} links to {target}, which does not exist"
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, spaces to hyphens, punctuation dropped."""
+    # A shell comment in a code block is no heading.
+    prose = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+    headings = re.findall(r"^#+ (.+)$", prose, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_page_and_heading_linked_exists():
+    for page in PAGES:
+        for match in LINK.finditer(page.read_text()):
+            target, anchor = match.groups()
+            linked = page.parent.joinpath(target).resolve() if target else page
+            name = page.relative_to(ROOT)
+            assert linked.exists(), f"{name} links to {target}, which does not exist"
+            assert anchor is None or anchor in anchors(linked), f"{name} links to #{anchor}: no heading of {linked.name}"
