@@ -95,4 +95,5 @@ def test_every_page_and_heading_linked_exists():
             linked = page.parent.joinpath(target).resolve() if target else page
             name = page.relative_to(ROOT)
             assert linked.exists(), f"{name} links to {target}, which does not exist"
-            assert anchor is None or anchor in anchors(linked), f"{name} links to #{anchor}: no heading of {linked.name}"
+            assert anchor is None or anchor in anchors(linked), \
+                f"{name} links to #{anchor}: no heading of {linked.name}"
