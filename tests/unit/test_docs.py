@@ -65,7 +65,9 @@ def test_every_file_named_exists(page, path):
 
 
 def test_every_route_named_is_served(tmp_path):
-    patterns = [re.compile(PLACEHOLDER.sub("[^/]+", route)) for route in served_routes(tmp_path)]
+    routes = served_routes(tmp_path)
+    patterns = [re.compile(PLACEHOLDER.sub("[^/]+", route)) for route in routes]
+    prefixes = [re.compile(PLACEHOLDER.sub("[^/]+", route) + "/") for route in routes]
     named = mentions(ROUTE)
     assert named
 
@@ -75,7 +77,6 @@ def test_every_route_named_is_served(tmp_path):
             return any(p.match(route.removesuffix("...")) for p in prefixes)
         return any(p.fullmatch(route) for p in patterns)
 
-    prefixes = [re.compile(PLACEHOLDER.sub("[^/]+", route) + "/") for route in served_routes(tmp_path)]
     unserved = [(page, route) for page, route in named if not served(route)]
     assert not unserved, f"routes named that no app serves: {unserved}"
 
