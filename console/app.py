@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
-from uuid import UUID
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -70,6 +70,10 @@ DONE = {"taken_in": words.N_("Le dossier est pris en charge."),
         "pay_tranche": words.N_("Le versement de la tranche est enregistré."),
         "record_evidence": words.N_("Les justificatifs sont enregistrés."),
         "reconcile": words.N_("La tranche est rapprochée.")}
+# What the follow-up page says after an act (`?done=`): a visit's is what followup answered it.
+FOLLOWUP_DONE = {"launch": words.N_("Le lancement de l'entreprise est enregistré : les visites sont prévues."),
+                 "resolve": words.N_("La version gardée de la visite est enregistrée."),
+                 **{f"visit_{k}": v for k, v in words.VISIT_RESULTS.items()}}
 # What a partner's dossier waits for from them, by its status (a list shows no more than the status).
 SUPPORT_LACKS = {
     "assigned": words.N_("À préparer : bilan de compétences, formations, plan d'affaires"),
@@ -293,6 +297,70 @@ def act_body(act: str, form: dict[str, str]) -> tuple[dict[str, Any] | None, str
             return None, N_("Décrivez le justificatif et indiquez son montant en euros.")
         return {"items": [{"label": label, "amount_cents": cents}]}, None
     raise KeyError(act)
+
+
+# The acts of the year after launch, on a follow-up ({id}: the dossier; {visit}: a visit's id).
+FOLLOWUP_ACTS = {
+    "launch": "/v1/followups/{id}/launch",
+    "visit": "/v1/followups/{id}/visits",
+    "resolve": "/v1/followups/{id}/visits/{visit}/resolution",
+}
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_VISIT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def _count(text: str, most: int = 10_000) -> int | None:
+    return int(text) if text.isdigit() and int(text) <= most else None
+
+
+def followup_body(act: str, form: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The API's request body for an act on a follow-up from its form, or the sentence saying what to correct."""
+    text = form.get
+    if act == "launch":
+        on, legal_form, registration = text("launched_on", ""), text("legal_form", ""), text("registration", "")
+        jobs = _count(text("initial_jobs", ""))
+        if not _DAY.match(on) or not 0 < len(legal_form) <= 100 or not 0 < len(registration) <= 100 or jobs is None:
+            return None, N_("Indiquez la date du lancement, la forme juridique, le numéro d'immatriculation et le "
+                            "nombre d'emplois au lancement.")
+        return {"launched_on": on, "legal_form": legal_form, "registration": registration, "initial_jobs": jobs}, None
+    if act == "visit":
+        paid, family = _count(text("jobs_paid", "")), _count(text("jobs_family", ""))
+        if not _VISIT_ID.match(text("visit_id", "")) or not _DAY.match(text("visited_on", "")) \
+                or text("business_status", "") not in words.BUSINESS_STATUSES \
+                or text("revenue_band", "") not in words.REVENUE_BANDS or paid is None or family is None \
+                or len(text("observations", "")) > 5000 or len(text("recommendations", "")) > 5000:
+            return None, N_("Indiquez la date de la visite, l'état de l'entreprise, ses emplois (des nombres entiers) "
+                            "et son chiffre d'affaires ; les observations font 5 000 caractères au plus.")
+        return {"visit_id": text("visit_id"), "visited_on": text("visited_on"),
+                "business_status": text("business_status"), "jobs": {"paid": paid, "family": family},
+                "revenue_band": text("revenue_band"), "observations": text("observations", ""),
+                "recommendations": text("recommendations", "")}, None
+    if act == "resolve":
+        if text("keep", "") not in ("recorded", "received") or not _VISIT_ID.match(text("visit_id", "")):
+            return None, N_("Choisissez la version de la visite à garder.")
+        return {"keep": text("keep")}, None
+    raise KeyError(act)
+
+
+def offered_followup_acts(user: dict[str, Any], f: dict[str, Any]) -> set[str]:
+    """The acts this person may do on the follow-up in its stage (the service decides in the end): its local
+    operator or a follow-up officer launches and logs visits; an officer keeps one version of a visit."""
+    roles, partner = set(user["roles"]), user.get("partner_id")
+    in_the_field = "followup_officer" in roles or (partner is not None and partner == f.get("local_operator_id"))
+    acts: set[str] = set()
+    if in_the_field and f["stage"] == "opened" and not f.get("launch"):
+        acts.add("launch")
+    if in_the_field and f["stage"] == "launched":
+        acts.add("visit")
+    if "followup_officer" in roles and f.get("conflicts"):
+        acts.add("resolve")
+    return acts
+
+
+def followup_order(f: dict[str, Any]) -> tuple[bool, bool, int, bool, str]:
+    """The follow-up officer's order: open alerts, then overdue visits (most first), versions to settle, the rest."""
+    return (f["open_alert_id"] is None, f["visits_overdue"] == 0, -f["visits_overdue"], f["conflicts"] == 0,
+            str(f["project_id"]))
 
 
 def is_human(actor: str | None, issuer: str, sub: str) -> bool:
@@ -562,7 +630,22 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             context.update(await partner_home(session))
         if roles & {"funding_officer", "funding_approver"}:
             context.update(await committee_home(session))
+        if "followup_officer" in roles or context.get("partner", {}).get("kind") == "local_operator":
+            context.update(await followup_home(session))
+        if "auditor" in roles:
+            context["verification"] = await api.get(session.access_token, "audit", "/v1/verification")
         return render(request, session, "home.html", intake="intake_officer" in roles, **context)
+
+    async def followup_home(session: Session) -> dict[str, Any]:
+        """The follow-ups (a local operator gets its own, in one call): open alerts and overdue visits first."""
+        page = await api.get(session.access_token, "followup", "/v1/followups", {"limit": QUEUE_COUNT_LIMIT})
+        followups = sorted((f for f in page["items"] if f["stage"] != "awaiting_funds"), key=followup_order)
+        open_ones = [f for f in followups if f["stage"] != "completed"]
+        return {"followups": followups, "followups_more": page["next_cursor"] is not None, "followup_counts": {
+            "alerts": sum(1 for f in open_ones if f["open_alert_id"]),
+            "overdue": sum(1 for f in open_ones if f["visits_overdue"]),
+            "conflicts": sum(1 for f in followups if f["conflicts"]),
+            "to_launch": sum(1 for f in open_ones if f["stage"] == "opened")}}
 
     async def partner_home(session: Session) -> dict[str, Any]:
         """A partner's dossiers (the API gives only theirs) and what each waits for from them."""
@@ -855,6 +938,75 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
                 return not_allowed(request, session)
             return await dossier_page(request, session, dossier_id, status=exc.status, rule=exc.rule or "")
         return RedirectResponse(f"/dossiers/{dossier_id}?done=consent", status_code=303)
+
+    # --- the year after launch ---------------------------------------------------------------
+
+    @app.get("/followups/{dossier_id}", response_class=HTMLResponse)
+    async def followup(request: Request, dossier_id: str, done: str = "") -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return session
+        return await followup_page(request, session, dossier_id, done=done if done in FOLLOWUP_DONE else "")
+
+    async def followup_page(request: Request, session: Session, dossier_id: str, done: str = "",
+                            rule: str | None = None, act_error: tuple[str, str] | None = None,
+                            values: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
+        try:
+            UUID(dossier_id)
+            found = await api.get(session.access_token, "followup", f"/v1/followups/{dossier_id}")
+        except (ValueError, Refused) as exc:
+            if isinstance(exc, Refused) and exc.status == 403:
+                return not_allowed(request, session)
+            return render(request, session, "message.html", status=404, title=words.N_("Suivi introuvable"),
+                          message=words.N_("Ce dossier n'a pas de suivi : il commence au premier versement, "
+                                           "ou il ne vous est pas ouvert."))
+        operator = None
+        if found.get("local_operator_id"):  # one call, for the operator's name
+            try:
+                operator = (await api.get(session.access_token, "partners",
+                                          f"/v1/partners/{quote(found['local_operator_id'])}"))["name"]
+            except Refused:
+                operator = None
+        acts = offered_followup_acts(session.user, found)
+        # A new visit gets its id here, once: sending the same form again is the same visit, never a second.
+        visit = {"visit_id": f"console:{uuid4()}", "visited_on": time.strftime("%Y-%m-%d"), "jobs_paid": "0",
+                 "jobs_family": "0", **(values or {})}
+        return render(request, session, "followup.html", status=status, f=found, operator=operator, acts=acts,
+                      done=FOLLOWUP_DONE.get(done), rule=rule, act_error=act_error, visit=visit,
+                      today=time.strftime("%Y-%m-%d"), partners={found.get("local_operator_id"): operator},
+                      actor=lambda a, p: actor_word(a, p, session.user))
+
+    @app.post("/followups/{dossier_id}/acts/{act}", response_class=HTMLResponse)
+    async def act_on_followup(request: Request, dossier_id: str, act: str) -> Response:
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return sign_in_again(f"/followups/{quote(dossier_id)}")
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        if act not in FOLLOWUP_ACTS:
+            return await not_found(request, None)
+        try:
+            UUID(dossier_id)
+        except ValueError:
+            return await not_found(request, None)
+        kept = {k: v for k, v in form.items() if k != "csrf"} if act == "visit" else None
+        body, error = followup_body(act, form)
+        if error:
+            return await followup_page(request, session, dossier_id, act_error=(act, error), values=kept, status=422)
+        path = FOLLOWUP_ACTS[act].format(id=dossier_id, visit=quote(form.get("visit_id", ""), safe=""))
+        try:
+            answer = await api.post(session.access_token, "followup", path, body)
+        except Refused as exc:
+            if exc.status == 403:
+                return not_allowed(request, session)
+            if exc.status == 422:
+                return await followup_page(request, session, dossier_id, status=422, values=kept, act_error=(
+                    act, words.N_("Cet acte n'a pas été accepté : vérifiez les champs du formulaire.")))
+            return await followup_page(request, session, dossier_id, status=exc.status, rule=exc.rule or "",
+                                       values=kept)
+        done = f"visit_{answer['result']}" if act == "visit" else act
+        return RedirectResponse(f"/followups/{dossier_id}?done={done}", status_code=303)
 
     def actor_word(actor: str | None, partners: dict[str, str | None], reader: dict[str, Any] | None = None) -> str:
         """Who did it: the person's account, a partner by name, or Passerelle itself."""

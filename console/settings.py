@@ -26,6 +26,8 @@ class ConsoleSettings(BaseSettings):
     intake_url: str = ""
     partners_url: str = ""
     funding_url: str = ""
+    followup_url: str = ""
+    audit_url: str = ""
 
     def url_of(self, service: str) -> str:
         return getattr(self, f"{service}_url", "") or service_url(service)

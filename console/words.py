@@ -161,6 +161,7 @@ RULES = {
     "feasibility_needs_business_plan": N_("L'étude de faisabilité demande d'abord un plan d'affaires."),
     "feed_enabled_once": N_("Le flux de ce partenaire est déjà ouvert."),
     "feed_for_active_partner": N_("Un flux s'ouvre pour un partenaire actif seulement."),
+    "follow_up_is_open": N_("Ce suivi est terminé : il ne reçoit plus de visites."),
     "four_eyes": N_("Quatre yeux : la personne qui a proposé ne peut pas décider elle-même."),
     "launch_once": N_("Le lancement de cette entreprise est déjà enregistré."),
     "preparation_after_assignment": N_("La préparation commence une fois les partenaires désignés."),
@@ -205,6 +206,38 @@ FINANCING = {
     "proposed": N_("Proposition en attente de décision"), "approved": N_("Approuvé"), "deferred": N_("Ajourné"),
     "rejected": N_("Refusé"), "agreed": N_("Convention signée"), "ended": N_("Terminé"),
 }
+
+# The year after launch: the follow-up's stages, its plan, and what the visits find.
+FOLLOWUP_STAGES = {"awaiting_funds": N_("En attente du premier versement"), "opened": N_("À lancer"),
+                   "launched": N_("Entreprise lancée"), "completed": N_("Suivi terminé")}
+PLAN_STATES = {"done": N_("Faite"), "overdue": N_("En retard"), "due": N_("À faire aujourd'hui"),
+               "planned": N_("Prévue")}
+BUSINESS_STATUSES = {"active": N_("En activité"), "in_difficulty": N_("En difficulté"), "closed": N_("Fermée")}
+REVENUE_BANDS = {"none": N_("Aucun chiffre d'affaires"), "under_150": N_("Moins de 150 € par mois"),
+                 "150_to_500": N_("De 150 à 500 € par mois"), "500_to_1500": N_("De 500 à 1 500 € par mois"),
+                 "over_1500": N_("Plus de 1 500 € par mois")}
+ALERT_REASONS = {"business_in_difficulty": N_("Entreprise en difficulté"),
+                 "business_closed": N_("Entreprise fermée")}
+OUTCOMES = {"business_active": N_("Entreprise en activité"), "business_in_difficulty": N_("Entreprise en difficulté"),
+            "business_closed": N_("Entreprise fermée"), "abandoned": N_("Abandon"),
+            "re_migrated": N_("Le porteur de projet est reparti")}
+# What followup answered a visit sent (its `result`).
+VISIT_RESULTS = {
+    "logged": N_("La visite est enregistrée."),
+    "duplicate": N_("Cette visite était déjà enregistrée : rien n'a changé."),
+    "conflict": N_("Une autre version de cette visite est déjà enregistrée : le ou la chargé·e de suivi gardera "
+                   "l'une des deux."),
+}
+# The audit's verification: the problems it finds in a service's log (their `kind`).
+LOG_PROBLEMS = {
+    "modified": N_("Un événement a été modifié"), "inserted": N_("Un événement a été inséré"),
+    "moved": N_("Un événement a été déplacé"), "missing": N_("Un événement manque"),
+    "bad signature": N_("Un point de contrôle n'est pas signé par le service"),
+    "fork": N_("Deux points de contrôle donnent deux journaux différents"),
+    "checkpoint mismatch": N_("Un point de contrôle ne correspond pas au journal reconstruit"),
+}
+SERVICES = {"intake": N_("Accueil (intake)"), "partners": N_("Partenaires"), "funding": N_("Financement"),
+            "followup": N_("Suivi"), "audit": N_("Audit")}
 
 UNKNOWN_RULE = N_("Une règle du programme empêche cet acte.")
 

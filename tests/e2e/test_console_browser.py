@@ -4,7 +4,9 @@ Real processes: the identity provider (deploy/idp/server.js on Node.js), intake 
 Kafka, trusting the provider's keys, and the console. The intake officer signs in through the
 provider's form, takes in a dossier (a refusal shown next to its field first), sees it on its page
 with its timeline, records the promoter's consent there, finds it in the list, switches to English
-and signs out. Screenshots of each page are
+and signs out; then the dossier's life, each step by the person whose job it is, up to the first
+tranche paid, the business's launch and a visit, the follow-up officer's page and the auditor's
+verification of every log (followup and audit run too). Screenshots of each page are
 kept under var/screenshots/console/ (`make test` leaves them there to be looked at), and axe-core
 (npm, pinned in tests/e2e/axe/package-lock.json) checks each page: no critical or serious violation.
 """
@@ -91,11 +93,15 @@ def console(start_service: Callable[..., Service], tmp_path: Path,
         for name, value in idp.services_trust_env(issuer, keys_dir).items():
             monkeypatch.setenv(name, value)
         intake, partners, funding = start_service("intake"), start_service("partners"), start_service("funding")
-        for service in (intake, partners, funding):
+        followup = start_service("followup")
+        for service in (intake, partners, funding, followup):
             service.wait_ready()
+        audit = start_service("audit")  # once every service has made its signing key: the audit reads them
+        audit.wait_ready()
         web = Process("console", [sys.executable, "-m", "console.app"], {
             **idp.console_env(issuer, console_url, keys_dir), "PASSERELLE_INTAKE_URL": intake.url,
             "PASSERELLE_PARTNERS_URL": partners.url, "PASSERELLE_FUNDING_URL": funding.url,
+            "PASSERELLE_FOLLOWUP_URL": followup.url, "PASSERELLE_AUDIT_URL": audit.url,
             "PASSERELLE_KEYS_DIR": str(keys_dir)},
             console_url, tmp_path / "console.log")
         started.append(web)
@@ -446,6 +452,69 @@ def the_dossiers_life_by_whose_job_it_is(driver, wait, console: dict[str, str], 
         By.XPATH, "following-sibling::table").text
     assert "pay_tranche" not in offered()  # the next one waits for this one's reconciliation
     shot(driver, "17-tranche-paid")
+
+    the_year_after_launch(driver, wait, console, dossier_id, sign_in_as, main_text, until)
+
+
+def the_year_after_launch(driver, wait, console: dict[str, str], dossier_id: str, sign_in_as, main_text,
+                          until) -> None:
+    """The first tranche paid, the local operator launches the business and logs a visit on a phone; the
+    follow-up officer sees it; the auditor sees the verification of every log."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.select import Select
+
+    followup_url = f"{console['console']}/followups/{dossier_id}"
+    link = f"a[href='/followups/{dossier_id}']"
+
+    def send(act: str, done: str) -> None:
+        driver.find_element(By.CSS_SELECTOR, f"form[action='/followups/{dossier_id}/acts/{act}'] button").click()
+        wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".notice"), done))
+
+    # The local operator: the follow-up on its home (followup hears of the payment over Kafka), the launch.
+    sign_in_as("operator_sn")
+    until(console["console"] + "/", lambda: bool(driver.find_elements(By.CSS_SELECTOR, link)),
+          "the follow-up on the local operator's home")
+    counts = " ".join(driver.find_element(By.CSS_SELECTOR, ".tally").text.split())
+    assert "1 avec le lancement à enregistrer" in counts
+    shot(driver, "20-operator-followups")
+    driver.find_element(By.CSS_SELECTOR, link).click()
+    wait.until(seen.presence_of_element_located((By.ID, "legal_form")))
+    driver.find_element(By.ID, "legal_form").send_keys("Entreprise individuelle")
+    driver.find_element(By.ID, "registration").send_keys("SN-THS-2026-A-0042")
+    send("launch", "Le lancement de l'entreprise est enregistré")
+    assert "Prévue" in main_text() and "Entreprise individuelle" in main_text()
+
+    # The visit, on a phone-width screen; what followup answered is shown after sending.
+    driver.set_window_size(390, 1000)
+    driver.find_element(By.CSS_SELECTOR, "label[for=status-active]").click()
+    driver.find_element(By.ID, "jobs_paid").clear()
+    driver.find_element(By.ID, "jobs_paid").send_keys("2")
+    Select(driver.find_element(By.ID, "revenue_band")).select_by_value("150_to_500")
+    driver.find_element(By.ID, "observations").send_keys("Boutique ouverte, clientèle régulière.")
+    shot(driver, "21-operator-visit-phone", width=390)
+    driver.set_window_size(390, 1000)
+    send("visit", "La visite est enregistrée.")
+    visits = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=visits] tbody").text
+    assert "En activité" in visits and "2 salariés, 0 familiaux" in visits
+    shot(driver, "22-operator-visit-logged", width=390)
+
+    # The follow-up officer: the follow-up in the queue, its plan and the visit.
+    sign_in_as("followup_officer")
+    assert driver.find_elements(By.CSS_SELECTOR, link)
+    shot(driver, "23-followup-home")
+    driver.get(followup_url)
+    assert "Le plan de visites" in main_text() and "Faite" in main_text()
+    assert "En activité" in driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=visits] tbody").text
+    shot(driver, "24-followup")
+
+    # The auditor: the verification of every log on their home.
+    sign_in_as("auditor")
+    until(console["console"] + "/", lambda: "Aucun problème trouvé" in main_text(), "the logs verified")
+    table = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=verification] tbody").text
+    for service in ("Accueil (intake)", "Financement", "Suivi"):
+        assert service in table
+    shot(driver, "25-auditor-verification")
 
 
 def dev_key_settings(keys_dir: Path) -> Settings:

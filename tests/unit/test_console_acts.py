@@ -125,6 +125,8 @@ class Programme:
             return httpx.Response(200, json={"items": found[start:start + self.ledger_page],
                                              "next_cursor": str(start + self.ledger_page) if more else None,
                                              "as_of": None})
+        if host == "followup.test" and path == "/v1/followups":  # a local operator's home lists its follow-ups
+            return httpx.Response(200, json={"items": [], "next_cursor": None})
         return httpx.Response(404, json={"status": 404, "detail": "no route"})
 
 
@@ -136,7 +138,8 @@ def programme() -> Programme:
 @pytest.fixture
 def console(programme: Programme) -> TestClient:
     settings = ConsoleSettings(oidc_issuer=ISSUER, intake_url="http://intake.test",
-                               partners_url="http://partners.test", funding_url="http://funding.test")
+                               partners_url="http://partners.test", funding_url="http://funding.test",
+                               followup_url="http://followup.test")
     return TestClient(create_app(settings, Services(settings, transport=httpx.MockTransport(programme))),
                       follow_redirects=False)
 
