@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -506,6 +507,20 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
             return sign_in_again(here if request.method == "GET" else "/")
         return session
 
+    async def posted_act(request: Request, back: str, act: str, known: Mapping[str, Any]
+                         ) -> tuple[Session, dict[str, str]] | Response:
+        """The session and form of an act posted from a page, or the answer that stops it there:
+        sign in again (back to `back`), an expired form, or an act of no such name."""
+        session = await signed_in(request)
+        if isinstance(session, Response):
+            return sign_in_again(back)
+        form = await form_of(request, session)
+        if form is None:
+            return forbidden_form(request, session)
+        if act not in known:
+            return await not_found(request, None)
+        return session, form
+
     def unavailable(request: Request, session: Session | None) -> HTMLResponse:
         return render(request, session, "message.html", status=503, title=words.N_("Service indisponible"),
                       message=words.N_("Un service de Passerelle ne répond pas pour le moment. "
@@ -881,14 +896,10 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
 
     @app.post("/dossiers/{dossier_id}/acts/{act}", response_class=HTMLResponse)
     async def act_on_dossier(request: Request, dossier_id: str, act: str) -> Response:
-        session = await signed_in(request)
-        if isinstance(session, Response):
-            return sign_in_again(f"/dossiers/{quote(dossier_id)}")
-        form = await form_of(request, session)
-        if form is None:
-            return forbidden_form(request, session)
-        if act not in ACTS:
-            return await not_found(request, None)
+        posted = await posted_act(request, f"/dossiers/{quote(dossier_id)}", act, ACTS)
+        if isinstance(posted, Response):
+            return posted
+        session, form = posted
         try:
             UUID(dossier_id)
             person = str(UUID(form["person_id"])) if "{person}" in ACTS[act].path else ""
@@ -978,14 +989,10 @@ def create_app(settings: ConsoleSettings | None = None, services: Services | Non
 
     @app.post("/followups/{dossier_id}/acts/{act}", response_class=HTMLResponse)
     async def act_on_followup(request: Request, dossier_id: str, act: str) -> Response:
-        session = await signed_in(request)
-        if isinstance(session, Response):
-            return sign_in_again(f"/followups/{quote(dossier_id)}")
-        form = await form_of(request, session)
-        if form is None:
-            return forbidden_form(request, session)
-        if act not in FOLLOWUP_ACTS:
-            return await not_found(request, None)
+        posted = await posted_act(request, f"/followups/{quote(dossier_id)}", act, FOLLOWUP_ACTS)
+        if isinstance(posted, Response):
+            return posted
+        session, form = posted
         try:
             UUID(dossier_id)
         except ValueError:

@@ -37,10 +37,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Service:
-    def __init__(self, name: str, settings: Settings, process: subprocess.Popen, port: int, log: Path, spans: Path):
-        self.name, self.settings, self.process, self.port, self.log, self.spans = name, settings, process, port, log, spans
-        self.url = f"http://127.0.0.1:{port}"
+class StartedProcess:
+    """A process a test started: ready once `probe` answers 200, stopped with TERM then KILL."""
+
+    probe = "/healthz"
+    stop_timeout = 10.0
+
+    def __init__(self, name: str, process: subprocess.Popen, url: str, log: Path):
+        self.name, self.process, self.url, self.log = name, process, url, log
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -48,7 +52,7 @@ class Service:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.probe}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -58,10 +62,21 @@ class Service:
     def stop(self) -> None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class Service(StartedProcess):
+    """A Passerelle service: ready when /readyz says so (store, Kafka, consumers caught up)."""
+
+    probe = "/readyz"
+    stop_timeout = 20.0
+
+    def __init__(self, name: str, settings: Settings, process: subprocess.Popen, port: int, log: Path, spans: Path):
+        super().__init__(name, process, f"http://127.0.0.1:{port}", log)
+        self.settings, self.port, self.spans = settings, port, spans
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from deploy import idp
 from services.funding.application import example_rules
 from shared.auth import ensure_dev_keys, issue_token
 from shared.settings import Settings
-from tests.e2e.conftest import Service, free_port
+from tests.e2e.conftest import Service, StartedProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -45,33 +45,13 @@ def install_axe() -> None:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=AXE_DIR, check=True)
 
 
-class Process:
+class Process(StartedProcess):
+    """The provider or the console, started with its own command line and environment."""
+
     def __init__(self, name: str, argv: list[str], env: dict[str, str], url: str, log: Path):
-        self.name, self.url, self.log = name, url, log
         with open(log, "w") as out:
-            self.process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=REPO)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} not ready:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        super().__init__(name, process, url, log)
 
 
 @pytest.fixture
